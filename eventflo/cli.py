@@ -1,0 +1,224 @@
+"""The ``eventflo`` command: migrate, serve, worker, replay, stats and dev."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import psycopg
+
+from eventflo import db, migrate, queue, stats
+from eventflo.config import Config, ConfigError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _config() -> Config:
+    try:
+        return Config.from_env()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _database_url(config: Config) -> str:
+    try:
+        return config.require_database_url()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def database_errors(func: F) -> F:
+    """An unreachable database is a one-line error and exit status 1, not a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except psycopg.OperationalError as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise click.ClickException(f"database unavailable: {first_line}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="eventflo")
+def main() -> None:
+    """EventFlo: an event-processing backend in which PostgreSQL is the queue.
+
+    Settings come from EVENTFLO_* environment variables (see the README).
+    """
+
+
+@main.command("migrate")
+@click.option("--rollback", "rollback_steps", type=click.IntRange(min=1), default=None,
+              help="Roll back this many of the newest migrations instead of applying.")
+@click.option("--list", "list_pending", is_flag=True, help="Only list pending migrations.")
+@database_errors
+def migrate_command(rollback_steps: int | None, list_pending: bool) -> None:
+    """Apply the schema migrations (plain SQL files in migrations/)."""
+    url = _database_url(_config())
+    if list_pending:
+        names = migrate.pending(url)
+        click.echo("\n".join(names) if names else "no pending migrations")
+        return
+    if rollback_steps is not None:
+        names = migrate.rollback(url, rollback_steps)
+        click.echo(f"rolled back {len(names)} migration(s): {', '.join(names) or '-'}")
+        return
+    names = migrate.apply(url)
+    click.echo(f"applied {len(names)} migration(s){': ' + ', '.join(names) if names else ''}")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="gunicorn worker processes.")
+@click.option("--threads", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Threads per process (long-polls hold one each).")
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the HTTP API with gunicorn."""
+    from eventflo import serving
+
+    config = _config()
+    _database_url(config)
+    serving.run_gunicorn(config, bind=f"{host}:{port}", workers=workers, threads=threads)
+
+
+@main.command("worker")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes to run under one supervisor.")
+def worker_command(processes: int) -> None:
+    """Process queued events until SIGTERM or Ctrl-C (then finish the batch in hand and exit 0)."""
+    from eventflo import worker
+
+    config = _config()
+    _database_url(config)
+    if processes == 1:
+        worker.run_worker(config)
+    else:
+        sys.exit(worker.run_supervisor(config, processes))
+
+
+class _Timestamp(click.ParamType):
+    """ISO 8601 date or date-time; without a zone it means UTC."""
+
+    name = "timestamp"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> dt.datetime:
+        if isinstance(value, dt.datetime):
+            return value
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date or date-time (e.g. 2026-11-25T18:00:00Z)")
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+class _EventId(click.ParamType):
+    name = "event_id"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> uuid.UUID:
+        try:
+            return uuid.UUID(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an event id (a UUID)")
+
+
+@main.command("replay")
+@click.option("--status", "statuses", type=click.Choice(["failed", "completed"]), multiple=True,
+              help="Replay events in this status (repeatable). Default: failed.")
+@click.option("--event-type", default=None, help="Only events of this type.")
+@click.option("--since", type=_Timestamp(), default=None, help="Only events created at or after this.")
+@click.option("--until", type=_Timestamp(), default=None, help="Only events created before this.")
+@click.option("--id", "event_ids", type=_EventId(), multiple=True, help="Only these events (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
+@click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--confirm-above", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Ask before replaying more events than this.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Events requeued per transaction.")
+@database_errors
+def replay(
+    statuses: tuple[str, ...],
+    event_type: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    event_ids: tuple[uuid.UUID, ...],
+    dry_run: bool,
+    assume_yes: bool,
+    confirm_above: int,
+    chunk_size: int,
+) -> None:
+    """Requeue finished events so workers process them again.
+
+    Only failed (default) or completed events are touched; an event that is
+    queued or being processed is never changed, so it is safe while workers run.
+    """
+    if since and until and since >= until:
+        raise click.BadParameter("--since must be earlier than --until", param_hint="--since")
+    selection = queue.ReplaySelection(
+        statuses=statuses or ("failed",),
+        event_type=event_type,
+        created_after=since,
+        created_before=until,
+        event_ids=event_ids or None,
+    )
+    config = _config()
+    with db.connect(config, "eventflo-cli replay") as conn:
+        candidates = queue.replay_candidates(conn, selection)
+        what = "/".join(selection.statuses)
+        if not candidates:
+            click.echo(f"no {what} events match; nothing to replay")
+            return
+        if dry_run:
+            click.echo(f"would replay {len(candidates)} {what} event(s):")
+            for event_id in candidates[:20]:
+                click.echo(f"  {event_id}")
+            if len(candidates) > 20:
+                click.echo(f"  … and {len(candidates) - 20} more")
+            return
+        if len(candidates) > confirm_above and not assume_yes:
+            click.confirm(f"Replay {len(candidates)} {what} event(s)?", abort=True)
+        requeued = 0
+        chunks = [candidates[i : i + chunk_size] for i in range(0, len(candidates), chunk_size)]
+        with click.progressbar(length=len(candidates), label="replaying", file=sys.stderr) as bar:
+            for chunk in chunks:
+                requeued += queue.replay(conn, chunk, selection.statuses)
+                bar.update(len(chunk))
+    skipped = len(candidates) - requeued
+    note = f" ({skipped} changed status meanwhile and were left alone)" if skipped else ""
+    click.echo(f"requeued {requeued} event(s){note}")
+
+
+@main.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@database_errors
+def stats_command(as_json: bool) -> None:
+    """Counts by status and severity, and the age of the oldest due queued event."""
+    with db.connect(_config(), "eventflo-cli stats") as conn:
+        snapshot = stats.collect(conn)
+    if as_json:
+        click.echo(json.dumps(snapshot, indent=2))
+        return
+    click.echo(stats.render(snapshot))
+
+
+@main.command("dev")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", "worker_processes", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Worker processes.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=".eventflo/pgdata", show_default=True,
+              help="Embedded PostgreSQL's data (kept between runs).")
+def dev(port: int, worker_processes: int, data_dir: str) -> None:
+    """Run everything locally: PostgreSQL (embedded unless EVENTFLO_DATABASE_URL is set), migrations, API, workers."""
+    from eventflo import devserver
+
+    sys.exit(devserver.run(_config(), port=port, worker_processes=worker_processes, data_dir=data_dir))

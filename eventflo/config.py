@@ -1,0 +1,126 @@
+"""Settings read once from ``EVENTFLO_*`` variables, shared by the API, the worker and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+PREFIX = "EVENTFLO_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; raised at start-up, never later."""
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value == float("inf"):
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _database_url(raw: str) -> str:
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql:// URL")
+    return raw
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every tunable of EventFlo. Field metadata names the parser and documents the variable."""
+
+    database_url: str | None = dataclasses.field(
+        default=None, metadata={"parse": _database_url, "doc": "PostgreSQL URL (postgresql://…)"}
+    )
+    pool_size: int = dataclasses.field(
+        default=10, metadata={"parse": _positive_int, "doc": "connections per API process"}
+    )
+    pool_timeout: float = dataclasses.field(
+        default=5.0,
+        metadata={"parse": _positive_float, "doc": "seconds to wait for a pooled connection (then 503)"},
+    )
+    statement_timeout: float = dataclasses.field(
+        default=10.0, metadata={"parse": _positive_float, "doc": "seconds, on the app's connections"}
+    )
+    batch_size: int = dataclasses.field(
+        default=100, metadata={"parse": _positive_int, "doc": "events a worker claims at once"}
+    )
+    lease_seconds: float = dataclasses.field(
+        default=30.0, metadata={"parse": _positive_float, "doc": "how long a claim is valid"}
+    )
+    max_attempts: int = dataclasses.field(
+        default=5, metadata={"parse": _positive_int, "doc": "attempts before an event fails"}
+    )
+    retry_base_seconds: float = dataclasses.field(
+        default=1.0, metadata={"parse": _positive_float, "doc": "first retry back-off (doubles)"}
+    )
+    retry_max_seconds: float = dataclasses.field(
+        default=300.0, metadata={"parse": _positive_float, "doc": "longest retry back-off"}
+    )
+    poll_interval: float = dataclasses.field(
+        default=2.0,
+        metadata={"parse": _positive_float, "doc": "seconds an idle worker waits for NOTIFY before polling"},
+    )
+    max_body_bytes: int = dataclasses.field(
+        default=1_048_576, metadata={"parse": _positive_int, "doc": "largest accepted request body"}
+    )
+    max_json_depth: int = dataclasses.field(
+        default=32, metadata={"parse": _positive_int, "doc": "deepest accepted JSON nesting of a request body"}
+    )
+    max_wait_seconds: float = dataclasses.field(
+        default=30.0, metadata={"parse": _positive_float, "doc": "cap on GET /events/{id}?wait="}
+    )
+    list_limit_max: int = dataclasses.field(
+        default=200, metadata={"parse": _positive_int, "doc": "cap on GET /events?limit="}
+    )
+    log_format: str = dataclasses.field(
+        default="text", metadata={"parse": _choice("text", "json"), "doc": "text or json"}
+    )
+    log_level: str = dataclasses.field(
+        default="info",
+        metadata={"parse": _choice("debug", "info", "warning", "error"), "doc": "logging level"},
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Read every field from ``EVENTFLO_<FIELD>``; a bad value raises ConfigError naming it."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = PREFIX + field.name.upper()
+            raw = environ.get(name, "").strip()
+            if not raw:
+                continue
+            try:
+                values[field.name] = field.metadata["parse"](raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+    def require_database_url(self) -> str:
+        """The database URL, or a ConfigError that tells the user how to set it."""
+        if not self.database_url:
+            raise ConfigError(
+                f"{PREFIX}DATABASE_URL is not set (e.g. postgresql://user@localhost:5432/eventflo)"
+            )
+        return self.database_url

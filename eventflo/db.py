@@ -1,0 +1,77 @@
+"""Connections: one pool per API process, dedicated connections for workers, and the 503 translation."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import dict_row
+
+from eventflo import errors
+from eventflo.config import Config
+
+
+def connection_kwargs(config: Config, application_name: str) -> dict[str, object]:
+    """Settings every EventFlo connection carries.
+
+    Autocommit, so a transaction exists only inside an explicit
+    ``conn.transaction()`` block; both timeouts keep a stuck or abandoned
+    session from pinning the vacuum horizon of the hot table.
+    """
+    statement_ms = int(config.statement_timeout * 1000)
+    return {
+        "autocommit": True,
+        "row_factory": dict_row,
+        "application_name": application_name,
+        "connect_timeout": max(1, int(config.pool_timeout)),
+        "options": (
+            f"-c statement_timeout={statement_ms}"
+            f" -c idle_in_transaction_session_timeout={statement_ms}"
+        ),
+    }
+
+
+def connect(config: Config, application_name: str) -> psycopg.Connection[dict[str, object]]:
+    """A dedicated connection (a worker's, a listener's, the CLI's), outside any pool."""
+    return psycopg.connect(  # type: ignore[call-overload,no-any-return]
+        config.require_database_url(), **connection_kwargs(config, application_name)
+    )
+
+
+def create_pool(config: Config, application_name: str = "eventflo-api") -> psycopg_pool.ConnectionPool:
+    """A pool for this process, opened now: a wrong URL or a down database fails here, at start-up.
+
+    Never call it before a fork; each process needs its own pool.
+    """
+    pool = psycopg_pool.ConnectionPool(
+        config.require_database_url(),
+        min_size=1,
+        max_size=config.pool_size,
+        kwargs=connection_kwargs(config, application_name),
+        timeout=config.pool_timeout,
+        check=psycopg_pool.ConnectionPool.check_connection,
+        open=False,
+        name=application_name,
+    )
+    try:
+        pool.open(wait=True, timeout=config.pool_timeout)
+    except psycopg_pool.PoolTimeout as exc:
+        pool.close()
+        raise errors.DatabaseUnavailable(
+            f"could not connect to the database within {config.pool_timeout:g} s"
+        ) from exc
+    return pool
+
+
+@contextlib.contextmanager
+def borrow(pool: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection[dict[str, object]]]:
+    """A pooled connection; an unreachable database becomes DatabaseUnavailable (a 503)."""
+    try:
+        with pool.connection() as conn:
+            yield conn
+    except psycopg_pool.PoolTimeout as exc:
+        raise errors.DatabaseUnavailable("no database connection became available in time") from exc
+    except psycopg.OperationalError as exc:
+        raise errors.DatabaseUnavailable("the database connection failed") from exc

@@ -1,0 +1,157 @@
+"""The event store: insert (idempotent), get and list. The queue semantics live in ``queue.py``."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from eventflo.errors import IdempotencyConflict
+from eventflo.sql import QUERIES
+
+Row = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class NewEvent:
+    """An event as a client submits it."""
+
+    event_type: str
+    payload: dict[str, Any]
+    source: str | None = None
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """What a retry with the same idempotency key must repeat exactly."""
+        canonical = json.dumps(
+            {"event_type": self.event_type, "source": self.source, "payload": self.payload},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Accepted:
+    """The answer to a submission: the event, and whether this request created it."""
+
+    event_id: uuid.UUID
+    status: str
+    created: bool
+
+
+def insert(conn: psycopg.Connection[Row], event: NewEvent) -> Accepted:
+    """Store a queued event, or return the one its idempotency key already names.
+
+    ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to
+    commit, so the follow-up read always finds the winner's row.
+    """
+    fingerprint = event.fingerprint() if event.idempotency_key else None
+    params = {
+        "event_type": event.event_type,
+        "source": event.source,
+        "payload": Jsonb(event.payload),
+        "idempotency_key": event.idempotency_key,
+        "request_fingerprint": fingerprint,
+    }
+    # Two rounds: the winner of a race may be deleted (purged) before we read it.
+    for _ in range(2):
+        row = conn.execute(QUERIES["insert_event"], params).fetchone()
+        if row is not None:
+            return Accepted(row["id"], row["status"], created=True)
+        row = conn.execute(
+            QUERIES["get_event_by_idempotency_key"], {"idempotency_key": event.idempotency_key}
+        ).fetchone()
+        if row is None:
+            continue
+        if row["request_fingerprint"] != fingerprint:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {event.idempotency_key!r} was first used with a different "
+                f"request (event {row['id']}); use a new key for a new event."
+            )
+        return Accepted(row["id"], row["status"], created=False)
+    raise IdempotencyConflict(f"Idempotency-Key {event.idempotency_key!r} is in use; retry.")
+
+
+def get(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> Row | None:
+    """The event with its result (while completed) and its attempt history, or None."""
+    row = conn.execute(QUERIES["get_event"], {"event_id": event_id}).fetchone()
+    if row is None:
+        return None
+    result = None
+    if row["severity"] is not None:
+        result = {
+            "severity": row["severity"],
+            "classification_reason": row["classification_reason"],
+            "recommendation": row["recommendation"],
+            "should_escalate": row["should_escalate"],
+            "rule": row["rule_id"],
+            "processed_at": row["processed_at"],
+        }
+    history = conn.execute(QUERIES["list_event_attempts"], {"event_id": event_id}).fetchall()
+    return {
+        "event_id": row["id"],
+        "event_type": row["event_type"],
+        "source": row["source"],
+        "status": row["status"],
+        "payload": row["payload"],
+        "attempts": row["attempts"],
+        "error_message": row["error_message"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "started_at": row["started_at"],
+        "completed_at": row["completed_at"],
+        "result": result,
+        "history": history,
+    }
+
+
+def get_status(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> str | None:
+    """Only the status: the cheap read a long-poll repeats."""
+    row = conn.execute(QUERIES["get_event_status"], {"event_id": event_id}).fetchone()
+    return None if row is None else str(row["status"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Cursor:
+    """Where a page ends: the (created_at, id) of its last row."""
+
+    created_at: dt.datetime
+    event_id: uuid.UUID
+
+
+def list_recent(
+    conn: psycopg.Connection[Row],
+    *,
+    limit: int,
+    status: str | None = None,
+    event_type: str | None = None,
+    after: Cursor | None = None,
+) -> list[Row]:
+    """Newest first, filtered, starting after the cursor."""
+    rows = conn.execute(
+        QUERIES["list_events"],
+        {
+            "limit": limit,
+            "status": status,
+            "event_type": event_type,
+            "after_created_at": after.created_at if after else None,
+            "after_id": after.event_id if after else None,
+        },
+    ).fetchall()
+    return [
+        {
+            "event_id": row["id"],
+            "event_type": row["event_type"],
+            "status": row["status"],
+            "created_at": row["created_at"],
+        }
+        for row in rows
+    ]

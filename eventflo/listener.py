@@ -1,0 +1,131 @@
+"""LISTEN connections that survive the database going away.
+
+A NOTIFY is only a hint: a dropped connection silently delivers nothing, so
+after every reconnect the caller is told to look (poll) at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import psycopg
+
+from eventflo import db
+from eventflo.config import Config
+
+log = logging.getLogger(__name__)
+
+QUEUED_CHANNEL = "eventflo_queued"
+FINISHED_CHANNEL = "eventflo_finished"
+
+_RECONNECT_BACKOFF_MAX = 5.0
+
+
+class Listener:
+    """One dedicated autocommit connection LISTENing on one channel."""
+
+    def __init__(self, config: Config, channel: str, application_name: str) -> None:
+        self._config = config
+        self._channel = channel
+        self._application_name = application_name
+        self._conn: psycopg.Connection[dict[str, object]] | None = None
+        self._backoff = 0.0
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s; True when the caller should look for work (a NOTIFY or a reconnect)."""
+        if self._conn is None:
+            return self._reconnect(timeout)
+        try:
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                return True
+            return False
+        except psycopg.OperationalError as exc:
+            log.warning("listener on %s lost its connection: %s", self._channel, exc)
+            self.close()
+            return self._reconnect(timeout)
+
+    def _reconnect(self, timeout: float) -> bool:
+        if self._backoff:
+            time.sleep(min(self._backoff, timeout))
+        try:
+            conn = db.connect(self._config, self._application_name)
+            conn.execute(f"LISTEN {self._channel}")
+        except psycopg.OperationalError as exc:
+            self._backoff = min(_RECONNECT_BACKOFF_MAX, max(0.1, self._backoff * 2))
+            log.warning("listener on %s cannot connect (retrying in %.1f s): %s",
+                        self._channel, self._backoff, exc)
+            return True  # still look for work: polling is the fallback
+        self._conn = conn
+        if self._backoff:
+            log.info("listener on %s reconnected", self._channel)
+        self._backoff = 0.0
+        return True
+
+    def connect(self) -> None:
+        """Connect now (at start-up), so the first NOTIFY is not missed."""
+        if self._conn is None:
+            self._reconnect(0)
+
+    def backend_pid(self) -> int | None:
+        """The server process of the LISTEN connection (for operators and tests)."""
+        return None if self._conn is None else self._conn.info.backend_pid
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+class FinishedWatcher:
+    """Turns ``eventflo_finished`` notifications into wake-ups for long-polling requests.
+
+    One daemon thread per API process, started by the first request that
+    waits (after any fork, so gunicorn workers each get their own).
+    """
+
+    FALLBACK_POLL = 1.0
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._condition = threading.Condition()
+        self._generation = 0
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def generation(self) -> int:
+        """A counter that moves on every notification; read it before checking the database."""
+        self._ensure_started()
+        with self._condition:
+            return self._generation
+
+    def wait_for_next(self, seen: int, timeout: float) -> None:
+        """Return once a notification newer than ``seen`` arrives, or after a bounded poll interval."""
+        with self._condition:
+            self._condition.wait_for(
+                lambda: self._generation != seen, timeout=min(timeout, self.FALLBACK_POLL)
+            )
+
+    def _ensure_started(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                ready = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, args=(ready,), name="eventflo-finished-watcher", daemon=True
+                )
+                self._thread.start()
+                # Wait briefly for LISTEN, so a result that lands right now wakes us.
+                ready.wait(timeout=self._config.pool_timeout)
+
+    def _run(self, ready: threading.Event) -> None:
+        listener = Listener(self._config, FINISHED_CHANNEL, "eventflo-api-listener")
+        listener.connect()
+        ready.set()
+        while True:
+            if listener.wait(timeout=30.0):
+                with self._condition:
+                    self._generation += 1
+                    self._condition.notify_all()

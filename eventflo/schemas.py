@@ -1,0 +1,150 @@
+"""Marshmallow schemas at the HTTP edge: they validate requests and document the API."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from eventflo import rules
+from eventflo.events import Cursor
+
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,99}$"
+STATUSES = ("queued", "processing", "completed", "failed")
+
+
+class EventCreateSchema(ma.Schema):
+    """The body of POST /events."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    event_type = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            EVENT_TYPE_PATTERN,
+            error="Must start with a lowercase letter and use only a-z, 0-9, '_', '.', '-' "
+            "(at most 100 characters).",
+        ),
+        metadata={"example": "payment_failed"},
+    )
+    source = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=200),
+        metadata={"example": "billing"},
+    )
+    payload = fields.Dict(
+        keys=fields.String(),
+        load_default=dict,
+        metadata={"example": {"amount": 1500}},
+    )
+
+    @ma.validates_schema
+    def _payload_fits_the_rules(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """Fields the rules read must have the type they expect, or the event could never be judged."""
+        if "event_type" in data and isinstance(data.get("payload"), dict):
+            errors = rules.payload_errors(data["event_type"], data["payload"])
+            if errors:
+                raise ma.ValidationError({"payload": {k: [v] for k, v in errors.items()}})
+
+
+class EventAcceptedSchema(ma.Schema):
+    """The answer to POST /events."""
+
+    event_id = fields.UUID(required=True)
+    status = fields.String(required=True, metadata={"example": "queued"})
+
+
+class ResultSchema(ma.Schema):
+    severity = fields.String(metadata={"example": "CRITICAL"})
+    classification_reason = fields.String()
+    recommendation = fields.String()
+    should_escalate = fields.Boolean()
+    rule = fields.String(metadata={"description": "The id of the rule that matched"})
+    processed_at = fields.DateTime()
+
+
+class AttemptSchema(ma.Schema):
+    attempt = fields.Integer()
+    worker_id = fields.String()
+    started_at = fields.DateTime()
+    finished_at = fields.DateTime()
+    outcome = fields.String(metadata={"example": "completed"})
+    error = fields.String(allow_none=True)
+
+
+class EventSchema(ma.Schema):
+    """One event as GET /events/{event_id} shows it."""
+
+    event_id = fields.UUID()
+    event_type = fields.String()
+    source = fields.String(allow_none=True)
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    payload = fields.Dict()
+    attempts = fields.Integer(metadata={"description": "Attempts in the current run"})
+    error_message = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    completed_at = fields.DateTime(allow_none=True)
+    result = fields.Nested(ResultSchema, allow_none=True)
+    history = fields.List(fields.Nested(AttemptSchema))
+
+
+class EventSummarySchema(ma.Schema):
+    """One row of GET /events."""
+
+    event_id = fields.UUID()
+    event_type = fields.String()
+    status = fields.String()
+    created_at = fields.DateTime()
+
+
+class WaitArgsSchema(ma.Schema):
+    """Query of GET /events/{event_id}."""
+
+    wait = fields.Float(
+        load_default=0.0,
+        validate=validate.Range(min=0),
+        metadata={"description": "Seconds to hold the answer until the event finishes (capped)"},
+    )
+
+
+class CursorField(fields.String):
+    """An opaque page cursor: base64url of ``created_at|event_id``."""
+
+    @staticmethod
+    def encode(cursor: Cursor) -> str:
+        raw = f"{cursor.created_at.isoformat()}|{cursor.event_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Cursor:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            created_at, event_id = raw.split("|")
+            cursor = Cursor(dt.datetime.fromisoformat(created_at), uuid.UUID(event_id))
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise ma.ValidationError("Not a valid cursor; use the Link header of a previous page.") from None
+        if cursor.created_at.tzinfo is None:
+            raise ma.ValidationError("Not a valid cursor; use the Link header of a previous page.")
+        return cursor
+
+
+class ListArgsSchema(ma.Schema):
+    """Query of GET /events."""
+
+    limit = fields.Integer(
+        load_default=20,
+        validate=validate.Range(min=1),
+        metadata={"description": "Page size (default 20; larger values are capped)"},
+    )
+    status = fields.String(load_default=None, validate=validate.OneOf(STATUSES))
+    event_type = fields.String(load_default=None, validate=validate.Regexp(EVENT_TYPE_PATTERN))
+    cursor = CursorField(load_default=None, metadata={"description": "From a Link rel=next header"})

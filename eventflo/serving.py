@@ -1,0 +1,45 @@
+"""Serving the API with gunicorn from inside the ``eventflo`` command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+from gunicorn.app.base import BaseApplication
+
+from eventflo.config import Config
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    """gunicorn with our settings; each worker builds its own app (and pool) after the fork."""
+
+    def __init__(self, config: Config, options: dict[str, Any]) -> None:
+        self._config = config
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> flask.Flask:
+        from eventflo import create_app
+
+        return create_app(self._config)
+
+
+def run_gunicorn(config: Config, *, bind: str, workers: int, threads: int) -> None:
+    """Block serving until gunicorn is told to stop (SIGTERM: graceful, SIGINT: quick)."""
+    _Gunicorn(
+        config,
+        {
+            "bind": bind,
+            "workers": workers,
+            # gthread: a long-poll (GET ?wait=) holds a thread, not a whole process.
+            "worker_class": "gthread",
+            "threads": threads,
+            "accesslog": "-",
+            "graceful_timeout": 30,
+            "proc_name": "eventflo-api",
+        },
+    ).run()

@@ -1,0 +1,236 @@
+-- Every query EventFlo runs, as named blocks loaded by eventflo/sql/__init__.py.
+-- A block starts with a line "-- name: <name>" followed by a one-line purpose.
+
+-- name: insert_event
+-- Store one new event as queued; with an idempotency key, a second insert is a no-op.
+INSERT INTO events (event_type, source, payload, idempotency_key, request_fingerprint)
+VALUES (%(event_type)s, %(source)s, %(payload)s, %(idempotency_key)s, %(request_fingerprint)s)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, status, request_fingerprint;
+
+-- name: get_event_by_idempotency_key
+-- The event an idempotency key was first used for, to answer a retried request.
+SELECT id, status, request_fingerprint
+FROM events
+WHERE idempotency_key = %(idempotency_key)s;
+
+-- name: get_event
+-- One event with its result; the result shows only while the event is completed.
+SELECT e.id, e.event_type, e.source, e.status, e.payload, e.attempts, e.error_message,
+       e.created_at, e.updated_at, e.started_at, e.completed_at,
+       r.severity, r.classification_reason, r.recommendation, r.should_escalate,
+       r.rule_id, r.processed_at
+FROM events AS e
+LEFT JOIN event_processing_results AS r ON r.event_id = e.id AND e.status = 'completed'
+WHERE e.id = %(event_id)s;
+
+-- name: get_event_status
+-- The status alone, polled by GET /events/{id}?wait=.
+SELECT status FROM events WHERE id = %(event_id)s;
+
+-- name: list_event_attempts
+-- The attempt history of one event, oldest first.
+SELECT attempt, worker_id, started_at, finished_at, outcome, error
+FROM event_attempts
+WHERE event_id = %(event_id)s
+ORDER BY id;
+
+-- name: list_events
+-- A page of events, newest first, after the keyset cursor (created_at, id) when one is given.
+SELECT id, event_type, status, created_at
+FROM events
+WHERE (%(status)s::event_status IS NULL OR status = %(status)s::event_status)
+  AND (%(event_type)s::text IS NULL OR event_type = %(event_type)s::text)
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: claim_events
+-- Lease a batch of due queued events to one worker and count the attempt.
+WITH due AS MATERIALIZED (
+    -- MATERIALIZED: run the locking subquery exactly once; inlined, the planner
+    -- may re-evaluate it and claim more rows than the LIMIT.
+    SELECT id
+    FROM events
+    WHERE status = 'queued' AND run_at <= now()
+    ORDER BY run_at, id
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE events AS e
+SET status = 'processing',
+    attempts = e.attempts + 1,
+    locked_by = %(worker_id)s,
+    locked_until = now() + make_interval(secs => %(lease_seconds)s),
+    started_at = now(),
+    updated_at = now()
+FROM due
+WHERE e.id = due.id
+RETURNING e.id, e.event_type, e.payload, e.attempts, e.created_at;
+
+-- name: complete_events
+-- Store the verdicts of a batch and mark those events completed, fenced on this worker's lease.
+WITH verdict AS (
+    SELECT *
+    FROM unnest(%(event_ids)s::uuid[], %(attempts)s::integer[], %(severities)s::severity[],
+                %(reasons)s::text[], %(recommendations)s::text[], %(escalates)s::boolean[],
+                %(rule_ids)s::text[])
+         AS v (event_id, attempt, severity, reason, recommendation, should_escalate, rule_id)
+),
+completed AS (
+    -- The fence: only events this worker still holds, in the attempt it
+    -- claimed. An event whose lease was rescued by another worker is skipped.
+    UPDATE events AS e
+    SET status = 'completed',
+        locked_by = NULL,
+        locked_until = NULL,
+        error_message = NULL,
+        completed_at = now(),
+        updated_at = now()
+    FROM verdict AS v
+    WHERE e.id = v.event_id
+      AND e.status = 'processing'
+      AND e.locked_by = %(worker_id)s
+      AND e.attempts = v.attempt
+    RETURNING e.id, e.attempts, e.started_at
+),
+stored AS (
+    -- A replayed event already has a result: replace it in this transaction.
+    INSERT INTO event_processing_results AS r
+        (event_id, severity, classification_reason, recommendation, should_escalate, rule_id)
+    SELECT v.event_id, v.severity, v.reason, v.recommendation, v.should_escalate, v.rule_id
+    FROM verdict AS v
+    JOIN completed AS c ON c.id = v.event_id
+    ON CONFLICT (event_id) DO UPDATE
+    SET severity = excluded.severity,
+        classification_reason = excluded.classification_reason,
+        recommendation = excluded.recommendation,
+        should_escalate = excluded.should_escalate,
+        rule_id = excluded.rule_id,
+        processed_at = excluded.processed_at
+),
+history AS (
+    INSERT INTO event_attempts (event_id, attempt, worker_id, started_at, outcome)
+    SELECT c.id, c.attempts, %(worker_id)s, c.started_at, 'completed'
+    FROM completed AS c
+)
+SELECT c.id FROM completed AS c;
+
+-- name: fail_events
+-- Record erred attempts of a batch: queue again after a back-off, or fail for good, fenced on the lease.
+WITH erred AS (
+    SELECT *
+    FROM unnest(%(event_ids)s::uuid[], %(attempts)s::integer[], %(errors)s::text[],
+                %(permanent)s::boolean[], %(backoff_seconds)s::float8[])
+         AS x (event_id, attempt, error, permanent, backoff_seconds)
+),
+updated AS (
+    UPDATE events AS e
+    SET status = CASE WHEN x.permanent OR e.attempts >= %(max_attempts)s
+                      THEN 'failed' ELSE 'queued' END::event_status,
+        run_at = CASE WHEN x.permanent OR e.attempts >= %(max_attempts)s
+                      THEN e.run_at ELSE now() + make_interval(secs => x.backoff_seconds) END,
+        error_message = x.error,
+        locked_by = NULL,
+        locked_until = NULL,
+        updated_at = now()
+    FROM erred AS x
+    WHERE e.id = x.event_id
+      AND e.status = 'processing'
+      AND e.locked_by = %(worker_id)s
+      AND e.attempts = x.attempt
+    RETURNING e.id, e.attempts, e.started_at, e.status, x.error
+),
+history AS (
+    INSERT INTO event_attempts (event_id, attempt, worker_id, started_at, outcome, error)
+    SELECT u.id, u.attempts, %(worker_id)s, u.started_at,
+           CASE WHEN u.status = 'failed' THEN 'failed' ELSE 'retried' END::attempt_outcome,
+           u.error
+    FROM updated AS u
+)
+SELECT u.id, u.status FROM updated AS u;
+
+-- name: notify_finished
+-- Wake API requests long-polling for a result; one hint per batch, never per event.
+SELECT pg_notify('eventflo_finished', '');
+
+-- name: rescue_expired
+-- Give back events whose worker let the lease run out: queued again, or failed when out of attempts.
+WITH expired AS MATERIALIZED (
+    -- Locked here so a worker that completes at this very moment either
+    -- commits first (and the row no longer matches) or waits for us.
+    SELECT id, locked_by, started_at
+    FROM events
+    WHERE status = 'processing' AND locked_until < now()
+    ORDER BY locked_until
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+rescued AS (
+    UPDATE events AS e
+    SET status = CASE WHEN e.attempts >= %(max_attempts)s
+                      THEN 'failed' ELSE 'queued' END::event_status,
+        error_message = 'lease expired: worker ' || x.locked_by || ' did not finish in time',
+        run_at = now(),
+        locked_by = NULL,
+        locked_until = NULL,
+        updated_at = now()
+    FROM expired AS x
+    WHERE e.id = x.id
+      -- Re-check in the same statement: never overwrite an event that has just completed.
+      AND e.status = 'processing'
+      AND e.locked_until < now()
+    RETURNING e.id, e.attempts, e.status, e.error_message, x.locked_by, x.started_at
+),
+history AS (
+    INSERT INTO event_attempts (event_id, attempt, worker_id, started_at, outcome, error)
+    SELECT r.id, r.attempts, r.locked_by, r.started_at, 'lease_expired', r.error_message
+    FROM rescued AS r
+)
+SELECT r.id, r.status, r.locked_by FROM rescued AS r;
+
+-- name: select_replay_candidates
+-- Events a replay would requeue: by status, type, creation time range or ids; never one in flight.
+SELECT id
+FROM events
+WHERE status = ANY (%(statuses)s::event_status[])
+  AND (%(event_type)s::text IS NULL OR event_type = %(event_type)s::text)
+  AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s::timestamptz)
+  AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s::timestamptz)
+  AND (%(event_ids)s::uuid[] IS NULL OR id = ANY (%(event_ids)s::uuid[]))
+ORDER BY created_at, id;
+
+-- name: replay_events
+-- Requeue the given events for a new run, re-checking their status so an event in flight is never touched.
+WITH requeued AS (
+    UPDATE events
+    SET status = 'queued',
+        attempts = 0,
+        run_at = now(),
+        error_message = NULL,
+        completed_at = NULL,
+        updated_at = now()
+    WHERE id = ANY (%(event_ids)s::uuid[])
+      AND status = ANY (%(statuses)s::event_status[])
+    RETURNING id
+)
+SELECT count(*) AS requeued, pg_notify('eventflo_queued', '') FROM requeued;
+
+-- name: count_by_status
+-- How many events are in each status.
+SELECT status, count(*) AS count FROM events GROUP BY status ORDER BY status;
+
+-- name: count_by_severity
+-- How many completed events got each severity.
+SELECT r.severity, count(*) AS count
+FROM event_processing_results AS r
+JOIN events AS e ON e.id = r.event_id AND e.status = 'completed'
+GROUP BY r.severity
+ORDER BY r.severity;
+
+-- name: oldest_queued_age
+-- Seconds the oldest due queued event has waited (null when none is due).
+SELECT extract(epoch FROM now() - min(run_at))::float8 AS seconds
+FROM events
+WHERE status = 'queued' AND run_at <= now();

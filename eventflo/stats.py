@@ -1,0 +1,39 @@
+"""A snapshot of the queue for operators: counts by status and severity, and the backlog's age."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from eventflo.sql import QUERIES
+
+STATUSES = ("queued", "processing", "completed", "failed")
+SEVERITIES = ("LOW", "WARNING", "HIGH", "CRITICAL")
+
+
+def collect(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, Any]:
+    """Read the snapshot in one transaction, so its numbers agree with each other."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        by_status = {row["status"]: row["count"] for row in conn.execute(QUERIES["count_by_status"])}
+        by_severity = {
+            row["severity"]: row["count"] for row in conn.execute(QUERIES["count_by_severity"])
+        }
+        oldest = conn.execute(QUERIES["oldest_queued_age"]).fetchone()
+    return {
+        "by_status": {status: by_status.get(status, 0) for status in STATUSES},
+        "by_severity": {severity: by_severity.get(severity, 0) for severity in SEVERITIES},
+        "oldest_queued_age_seconds": oldest["seconds"] if oldest else None,
+    }
+
+
+def render(snapshot: dict[str, Any]) -> str:
+    """The snapshot as a small aligned table."""
+    lines = ["status        count"]
+    lines += [f"{name:<12} {count:>6}" for name, count in snapshot["by_status"].items()]
+    lines += ["", "severity      count"]
+    lines += [f"{name:<12} {count:>6}" for name, count in snapshot["by_severity"].items()]
+    age = snapshot["oldest_queued_age_seconds"]
+    lines += ["", f"oldest queued: {'none' if age is None else f'{age:.1f} s'}"]
+    return "\n".join(lines)

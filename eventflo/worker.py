@@ -1,0 +1,297 @@
+"""The worker: claim a batch, classify it outside any transaction, write every outcome at once.
+
+Also the supervisor that runs N worker processes, and the signal handling
+both share: the first SIGTERM/SIGINT asks for a graceful stop (finish the
+batch in hand, exit 0), the second one kills.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import random
+import secrets
+import signal
+import socket
+import threading
+import time
+from types import FrameType
+
+import psycopg
+
+from eventflo import db, logs, queue, rules
+from eventflo.config import Config
+from eventflo.listener import QUEUED_CHANNEL, Listener
+
+log = logging.getLogger(__name__)
+
+_RECONNECT_BACKOFF_MAX = 10.0
+
+
+def new_worker_id() -> str:
+    """Unique per process, not per host: containers reuse host names and pids."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def install_stop_handlers(stop: threading.Event, signals: tuple[int, ...]) -> None:
+    """First signal sets ``stop``; a second one restores the default action and re-raises (dies)."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in signals:
+        signal.signal(signum, handle)
+
+
+class Worker:
+    """One worker process's loop. ``run()`` returns when ``stop`` is set."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        stop: threading.Event | None = None,
+        worker_id: str | None = None,
+        rule_table: tuple[rules.Rule, ...] = rules.DEFAULT_RULES,
+        parent_pid: int | None = None,
+    ) -> None:
+        self.config = config
+        self.stop = stop or threading.Event()
+        self.worker_id = worker_id or new_worker_id()
+        self.rule_table = rule_table
+        self.parent_pid = parent_pid
+        self.listener = Listener(config, QUEUED_CHANNEL, f"eventflo-worker-listener {self.worker_id}")
+        self._conn: psycopg.Connection[dict[str, object]] | None = None
+        self._rng = random.Random()
+        self._next_rescue = 0.0
+        self._reconnect_backoff = 0.0
+        self.processed = 0
+
+    # -- the loop ---------------------------------------------------------
+
+    def run(self) -> None:
+        log.info("worker started", extra={"worker_id": self.worker_id})
+        try:
+            self.listener.connect()
+            while not self._should_stop():
+                try:
+                    self._rescue_if_due()
+                    if self.run_once():
+                        continue  # drain: claim again at once while there is work
+                except psycopg.OperationalError as exc:
+                    self._lost_connection(exc)
+                    continue
+                self._idle()
+        finally:
+            self.listener.close()
+            self._close()
+            log.info("worker stopped", extra={"worker_id": self.worker_id, "processed": self.processed})
+
+    def run_once(self) -> int:
+        """Claim one batch, classify it, write the outcomes; the number of events claimed."""
+        conn = self._connection()
+        batch = queue.claim(
+            conn,
+            worker_id=self.worker_id,
+            batch_size=self.config.batch_size,
+            lease_seconds=self.config.lease_seconds,
+        )
+        if not batch:
+            return 0
+        started = time.perf_counter()
+        verdicts, failures = self._classify(batch)
+        backoffs = [
+            queue.backoff_seconds(
+                f.event.attempt,
+                base=self.config.retry_base_seconds,
+                cap=self.config.retry_max_seconds,
+                rng=self._rng,
+            )
+            for f in failures
+        ]
+        completed, erred = queue.finish(
+            conn,
+            worker_id=self.worker_id,
+            verdicts=verdicts,
+            failures=failures,
+            max_attempts=self.config.max_attempts,
+            backoffs=backoffs,
+        )
+        self.processed += completed + erred
+        lost = len(batch) - completed - erred
+        log.debug(
+            "batch finished",
+            extra={
+                "worker_id": self.worker_id,
+                "claimed": len(batch),
+                "completed": completed,
+                "erred": erred,
+                "lost_lease": lost,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+        if lost:
+            log.warning(
+                "lost the lease on %d events; their results were not written",
+                lost,
+                extra={"worker_id": self.worker_id},
+            )
+        return len(batch)
+
+    def _classify(self, batch: list[queue.Claimed]) -> tuple[list[queue.Verdict], list[queue.Failure]]:
+        verdicts: list[queue.Verdict] = []
+        failures: list[queue.Failure] = []
+        for event in batch:
+            try:
+                verdict = rules.classify_event(event.event_type, event.payload, self.rule_table)
+            except rules.RuleError as exc:
+                failures.append(queue.Failure(event, f"rule error: {exc}", permanent=True))
+                log.info("event failed: rule error", extra=self._event_extra(event, str(exc)))
+            except Exception as exc:  # a bug in a rule: retry, the next attempt may differ
+                error = f"unexpected error: {type(exc).__name__}: {exc}"
+                failures.append(queue.Failure(event, error, permanent=False))
+                log.warning("event erred", extra=self._event_extra(event, error), exc_info=True)
+            else:
+                verdicts.append(queue.Verdict(event, verdict))
+        return verdicts, failures
+
+    def _event_extra(self, event: queue.Claimed, error: str) -> dict[str, object]:
+        return {
+            "worker_id": self.worker_id,
+            "event_id": str(event.event_id),
+            "attempt": event.attempt,
+            "error": error,
+        }
+
+    def _rescue_if_due(self) -> None:
+        """Any live worker releases expired leases; cheap, it reads a small partial index."""
+        now = time.monotonic()
+        if now < self._next_rescue:
+            return
+        interval = max(0.5, min(self.config.lease_seconds / 2, 10.0))
+        self._next_rescue = now + interval * self._rng.uniform(0.8, 1.2)
+        for row in queue.rescue_expired(self._connection(), max_attempts=self.config.max_attempts):
+            log.warning(
+                "rescued an expired lease",
+                extra={
+                    "worker_id": self.worker_id,
+                    "event_id": str(row["id"]),
+                    "dead_worker_id": row["locked_by"],
+                    "status": row["status"],
+                },
+            )
+
+    def _idle(self) -> None:
+        """Block on LISTEN until a NOTIFY, the jittered poll interval, or a stop request."""
+        deadline = time.monotonic() + self.config.poll_interval * self._rng.uniform(0.8, 1.2)
+        while not self._should_stop():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            # Short slices keep a stop request prompt: signals do not interrupt the wait.
+            if self.listener.wait(min(remaining, 0.5)):
+                return
+
+    def _should_stop(self) -> bool:
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            log.warning("supervisor is gone; stopping", extra={"worker_id": self.worker_id})
+            self.stop.set()
+        return self.stop.is_set()
+
+    # -- the connection -------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[dict[str, object]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.config, f"eventflo-worker {self.worker_id}")
+            self._reconnect_backoff = 0.0
+        return self._conn
+
+    def _lost_connection(self, exc: Exception) -> None:
+        """Back off (with jitter), then the next loop reconnects; claims in hand expire and are rescued."""
+        self._close()
+        self._reconnect_backoff = min(_RECONNECT_BACKOFF_MAX, max(0.2, self._reconnect_backoff * 2))
+        delay = self._reconnect_backoff * self._rng.uniform(0.5, 1.0)
+        log.warning(
+            "database unavailable (%s); retrying in %.1f s", exc, delay, extra={"worker_id": self.worker_id}
+        )
+        self.stop.wait(delay)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+def run_worker(config: Config) -> None:
+    """One worker in this process, stopped by SIGTERM/SIGINT (``python worker.py``)."""
+    logs.configure(config)
+    config.require_database_url()
+    stop = threading.Event()
+    install_stop_handlers(stop, (signal.SIGTERM, signal.SIGINT))
+    Worker(config, stop=stop).run()
+
+
+def _supervised_main(config: Config, parent_pid: int) -> None:
+    """Entry point of a supervised worker process.
+
+    Ctrl-C in a terminal signals the whole process group; the supervisor
+    forwards SIGTERM, so children ignore SIGINT to avoid counting it twice.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logs.configure(config)
+    stop = threading.Event()
+    install_stop_handlers(stop, (signal.SIGTERM,))
+    Worker(config, stop=stop, parent_pid=parent_pid).run()
+
+
+def run_supervisor(config: Config, processes: int, *, shutdown_grace: float = 60.0) -> int:
+    """Run ``processes`` workers, restart any that dies, stop them all on SIGTERM/SIGINT.
+
+    Returns the exit status: 0 after a graceful stop.
+    """
+    logs.configure(config)
+    config.require_database_url()
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold connections
+    stop = threading.Event()
+    install_stop_handlers(stop, (signal.SIGTERM, signal.SIGINT))
+
+    def start() -> multiprocessing.process.BaseProcess:
+        child = ctx.Process(target=_supervised_main, args=(config, os.getpid()), name="eventflo-worker")
+        child.start()
+        log.info("started worker process", extra={"pid": child.pid})
+        return child
+
+    children = [start() for _ in range(processes)]
+    while not stop.is_set():
+        multiprocessing.connection.wait([c.sentinel for c in children], timeout=0.5)
+        for index, child in enumerate(children):
+            if child.exitcode is not None and not stop.is_set():
+                log.error(
+                    "worker process exited unexpectedly; restarting it",
+                    extra={"pid": child.pid, "exitcode": child.exitcode},
+                )
+                stop.wait(1.0)  # do not spin if a worker dies at start-up
+                if not stop.is_set():
+                    children[index] = start()
+
+    for child in children:
+        if child.exitcode is None and child.pid is not None:
+            os.kill(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + shutdown_grace
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.exitcode is None:
+            log.error("worker process did not stop in time; killing it", extra={"pid": child.pid})
+            child.kill()
+            child.join()
+    log.info("all worker processes stopped")
+    return 0

@@ -1,0 +1,2 @@
+DROP TABLE event_processing_results;
+DROP TYPE severity;

@@ -1,0 +1,2 @@
+DROP TABLE event_attempts;
+DROP TYPE attempt_outcome;

@@ -1,0 +1,8 @@
+"""Run one EventFlo worker: ``python worker.py`` (``eventflo worker --processes N`` runs several)."""
+
+import sys
+
+from eventflo.cli import main
+
+if __name__ == "__main__":
+    main(["worker", *sys.argv[1:]])

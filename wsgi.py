@@ -1,0 +1,5 @@
+"""The WSGI entry point: ``gunicorn wsgi:app`` (settings from EVENTFLO_* variables)."""
+
+from eventflo import create_app
+
+app = create_app()
