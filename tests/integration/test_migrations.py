@@ -1,0 +1,63 @@
+"""The migrations apply, roll back and apply again, and leave the schema the rest of the code expects."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from eventflo import migrate
+
+ALL = ["0001_create_events", "0002_create_event_processing_results", "0003_create_event_attempts"]
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%'"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_apply_rollback_apply_round_trips(empty_database_url):
+    assert migrate.pending(empty_database_url) == ALL
+    assert migrate.apply(empty_database_url) == ALL
+    assert _tables(empty_database_url) == {"events", "event_processing_results", "event_attempts"}
+    assert migrate.pending(empty_database_url) == []
+
+    assert migrate.rollback(empty_database_url) == list(reversed(ALL))
+    assert _tables(empty_database_url) == set()
+    with psycopg.connect(empty_database_url) as conn:
+        leftovers = conn.execute(
+            "SELECT typname FROM pg_type WHERE typname IN ('event_status', 'severity', 'attempt_outcome')"
+            " UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'eventflo_%'"
+        ).fetchall()
+    assert leftovers == []
+
+    assert migrate.apply(empty_database_url) == ALL
+    assert migrate.pending(empty_database_url) == []
+
+
+def test_rollback_one_step_then_reapply(empty_database_url):
+    migrate.apply(empty_database_url)
+    assert migrate.rollback(empty_database_url, steps=1) == ["0003_create_event_attempts"]
+    assert migrate.pending(empty_database_url) == ["0003_create_event_attempts"]
+    assert migrate.apply(empty_database_url) == ["0003_create_event_attempts"]
+
+
+def test_applying_twice_is_a_no_op(database_url):
+    assert migrate.apply(database_url) == []
+
+
+def test_hot_table_has_its_own_vacuum_settings(conn):
+    options = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'events'").fetchone()
+    settings = dict(option.split("=") for option in options["reloptions"])
+    assert settings["fillfactor"] == "80"
+    assert float(settings["autovacuum_vacuum_scale_factor"]) <= 0.01
+    assert settings["autovacuum_vacuum_cost_delay"] == "0"
+
+
+def test_yoyo_url_uses_psycopg3():
+    assert migrate.yoyo_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert migrate.yoyo_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    with pytest.raises(ValueError, match="postgresql://"):
+        migrate.yoyo_url("mysql://u@h/db")

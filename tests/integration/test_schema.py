@@ -1,0 +1,79 @@
+"""PostgreSQL itself guards the data: constraints reject what the code must never write."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+
+def _insert(conn, **columns):
+    columns.setdefault("event_type", "payment_failed")
+    names = ", ".join(columns)
+    marks = ", ".join(f"%({name})s" for name in columns)
+    return conn.execute(f"INSERT INTO events ({names}) VALUES ({marks}) RETURNING *", columns).fetchone()
+
+
+def test_defaults_make_a_queued_event_with_a_time_ordered_uuid(conn):
+    first = _insert(conn)
+    second = _insert(conn)
+    assert first["status"] == "queued" and first["attempts"] == 0
+    assert first["payload"] == {}
+    assert uuid.UUID(str(first["id"])).version == 7
+    assert str(first["id"]) < str(second["id"])
+
+
+@pytest.mark.parametrize(
+    ("columns", "constraint"),
+    [
+        ({"event_type": "Payment Failed"}, "events_event_type_format"),
+        ({"event_type": ""}, "events_event_type_format"),
+        ({"payload": Jsonb([1, 2])}, "events_payload_is_object"),
+        ({"status": "processing"}, "events_processing_has_lease"),
+        ({"locked_by": "w1", "locked_until": "2030-01-01"}, "events_processing_has_lease"),
+        ({"status": "failed"}, "events_failed_has_error"),
+        ({"status": "completed"}, "events_completed_has_completed_at"),
+        ({"idempotency_key": "k"}, "events_idempotency_has_fingerprint"),
+        ({"attempts": -1}, "events_attempts_not_negative"),
+    ],
+)
+def test_check_constraints(conn, columns, constraint):
+    with pytest.raises(psycopg.errors.CheckViolation) as excinfo:
+        _insert(conn, **columns)
+    assert excinfo.value.diag.constraint_name == constraint
+
+
+def test_one_event_per_idempotency_key(conn):
+    _insert(conn, idempotency_key="k1", request_fingerprint="f")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        _insert(conn, idempotency_key="k1", request_fingerprint="f")
+
+
+def test_at_most_one_result_per_event_and_results_go_with_their_event(conn):
+    event = _insert(conn)
+    result = (
+        "INSERT INTO event_processing_results"
+        " (event_id, severity, classification_reason, recommendation, should_escalate, rule_id)"
+        " VALUES (%s, 'HIGH', 'r', 'x', false, 'rule')"
+    )
+    conn.execute(result, [event["id"]])
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(result, [event["id"]])
+    conn.execute("DELETE FROM events WHERE id = %s", [event["id"]])
+    assert conn.execute("SELECT count(*) AS n FROM event_processing_results").fetchone()["n"] == 0
+
+
+def test_one_notify_per_inserting_statement(database_url, conn):
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN eventflo_queued")
+        conn.execute(
+            "INSERT INTO events (event_type) SELECT 'bulk_test' FROM generate_series(1, 500)"
+        )
+        received = list(listener.notifies(timeout=2.0))
+    # PostgreSQL folds identical notifications of one transaction; a per-row
+    # trigger would still pay the queue lock 500 times. The statement trigger
+    # fires once, and one wake-up arrives.
+    assert len(received) == 1
+    assert received[0].channel == "eventflo_queued"
