@@ -1,0 +1,50 @@
+"""Strict JSON: what jsonb cannot store is refused at the edge with the right status."""
+
+from __future__ import annotations
+
+import pytest
+
+from eventflo import jsonbody
+from eventflo.errors import MalformedRequest, UnprocessableEvent
+
+
+def test_ordinary_json_parses():
+    assert jsonbody.loads(b'{"a": [1, 2.5, "x", null, true]}', max_depth=8) == {
+        "a": [1, 2.5, "x", None, True]
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{", b"", b'{"a": NaN}', b'{"a": Infinity}', b'{"a": -Infinity}', b'{"a": 1e400}', b"\xff\xfe{}"],
+)
+def test_malformed_or_non_standard_json_is_a_400(body):
+    with pytest.raises(MalformedRequest):
+        jsonbody.loads(body, max_depth=8)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": "x\\u0000y"}',
+        b'{"a\\u0000": 1}',
+        b'{"a": ["\\ud800"]}',
+        b'{"a": "\\udfff"}',
+    ],
+)
+def test_text_postgres_cannot_store_is_a_422(body):
+    with pytest.raises(UnprocessableEvent):
+        jsonbody.loads(body, max_depth=8)
+
+
+def test_a_valid_surrogate_pair_is_fine():
+    assert jsonbody.loads(b'{"a": "\\ud83d\\ude00"}', max_depth=8) == {"a": "\U0001f600"}
+
+
+def test_depth_is_capped_and_deep_nesting_never_raises_recursion_error():
+    assert jsonbody.loads(b'{"a": {"b": {}}}', max_depth=3)
+    with pytest.raises(UnprocessableEvent, match="deeper than 2"):
+        jsonbody.loads(b'{"a": {"b": {}}}', max_depth=2)
+    deep = b"[" * 5000 + b"]" * 5000
+    with pytest.raises(UnprocessableEvent):
+        jsonbody.loads(deep, max_depth=32)
