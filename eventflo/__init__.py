@@ -24,6 +24,11 @@ class AppState:
     pool: psycopg_pool.ConnectionPool
     finished_listener: FinishedWatcher
 
+    def close(self) -> None:
+        """Release the process's database resources: the long-poll watcher, then the pool."""
+        self.finished_listener.close()
+        self.pool.close()
+
 
 def create_app(config: Config | None = None) -> flask.Flask:
     """Build the Flask app and open its pool; a bad setting or an unreachable database fails here."""

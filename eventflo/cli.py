@@ -172,6 +172,7 @@ def replay(
         event_ids=event_ids or None,
     )
     config = _config()
+    _database_url(config)
     with db.connect(config, "eventflo-cli replay") as conn:
         candidates = queue.replay_candidates(conn, selection)
         what = "/".join(selection.statuses)
@@ -203,7 +204,9 @@ def replay(
 @database_errors
 def stats_command(as_json: bool) -> None:
     """Counts by status and severity, and the age of the oldest due queued event."""
-    with db.connect(_config(), "eventflo-cli stats") as conn:
+    config = _config()
+    _database_url(config)
+    with db.connect(config, "eventflo-cli stats") as conn:
         snapshot = stats.collect(conn)
     if as_json:
         click.echo(json.dumps(snapshot, indent=2))

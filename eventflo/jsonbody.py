@@ -56,22 +56,23 @@ def _check_storable(document: Any, max_depth: int) -> None:
             for key, item in items:
                 child = f"{path}.{key}" if path else str(key)
                 if isinstance(key, str):
-                    _check_text(key, f"the key {child!r}")
+                    # Errors name a field path; a bad key is an error of the object holding it.
+                    _check_text(key, f"the key {child!r}", field=path or "the body")
                 stack.append((item, child, depth + 1))
         elif isinstance(value, str):
-            _check_text(value, path or "the body")
+            _check_text(value, path or "the body", field=path or "the body")
 
 
-def _check_text(text: str, where: str) -> None:
+def _check_text(text: str, where: str, *, field: str) -> None:
     if "\x00" in text:
         raise UnprocessableEvent(
             f"Text at {where} contains U+0000, which PostgreSQL cannot store.",
-            field_errors={where: ["Must not contain U+0000."]},
+            field_errors={field: ["Must not contain U+0000."]},
         )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise UnprocessableEvent(
             f"Text at {where} contains an unpaired UTF-16 surrogate.",
-            field_errors={where: ["Must not contain unpaired surrogates."]},
+            field_errors={field: ["Must not contain unpaired surrogates."]},
         ) from None

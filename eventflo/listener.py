@@ -49,10 +49,13 @@ class Listener:
     def _reconnect(self, timeout: float) -> bool:
         if self._backoff:
             time.sleep(min(self._backoff, timeout))
+        conn: psycopg.Connection[dict[str, object]] | None = None
         try:
             conn = db.connect(self._config, self._application_name)
             conn.execute(f"LISTEN {self._channel}")
         except psycopg.OperationalError as exc:
+            if conn is not None:
+                conn.close()  # connected, but LISTEN failed: do not leak the connection
             self._backoff = min(_RECONNECT_BACKOFF_MAX, max(0.1, self._backoff * 2))
             log.warning("listener on %s cannot connect (retrying in %.1f s): %s",
                         self._channel, self._backoff, exc)
@@ -95,6 +98,7 @@ class FinishedWatcher:
         self._generation = 0
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._closed = threading.Event()
 
     def generation(self) -> int:
         """A counter that moves on every notification; read it before checking the database."""
@@ -122,10 +126,22 @@ class FinishedWatcher:
 
     def _run(self, ready: threading.Event) -> None:
         listener = Listener(self._config, FINISHED_CHANNEL, "eventflo-api-listener")
-        listener.connect()
-        ready.set()
-        while True:
-            if listener.wait(timeout=30.0):
-                with self._condition:
-                    self._generation += 1
-                    self._condition.notify_all()
+        try:
+            listener.connect()
+            ready.set()
+            while not self._closed.is_set():
+                # Short waits so close() is honoured within a second.
+                if listener.wait(timeout=1.0):
+                    with self._condition:
+                        self._generation += 1
+                        self._condition.notify_all()
+        finally:
+            listener.close()
+
+    def close(self) -> None:
+        """Stop the thread and close its connection (when an app is torn down, e.g. in tests)."""
+        self._closed.set()
+        with self._start_lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5.0)

@@ -18,6 +18,18 @@ EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,99}$"
 STATUSES = ("queued", "processing", "completed", "failed")
 
 
+class FullMatch(validate.Regexp):
+    """A Regexp that must match the whole value: Python's ``$`` also matches before a final newline.
+
+    Without it ``"payment_failed\\n"`` passes here and fails the database's CHECK (a 500).
+    """
+
+    def __call__(self, value: Any) -> Any:
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
 class EventCreateSchema(ma.Schema):
     """The body of POST /events."""
 
@@ -26,7 +38,7 @@ class EventCreateSchema(ma.Schema):
 
     event_type = fields.String(
         required=True,
-        validate=validate.Regexp(
+        validate=FullMatch(
             EVENT_TYPE_PATTERN,
             error="Must start with a lowercase letter and use only a-z, 0-9, '_', '.', '-' "
             "(at most 100 characters).",
@@ -146,5 +158,5 @@ class ListArgsSchema(ma.Schema):
         metadata={"description": "Page size (default 20; larger values are capped)"},
     )
     status = fields.String(load_default=None, validate=validate.OneOf(STATUSES))
-    event_type = fields.String(load_default=None, validate=validate.Regexp(EVENT_TYPE_PATTERN))
+    event_type = fields.String(load_default=None, validate=FullMatch(EVENT_TYPE_PATTERN))
     cursor = CursorField(load_default=None, metadata={"description": "From a Link rel=next header"})

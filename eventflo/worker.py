@@ -90,8 +90,7 @@ class Worker:
                     continue
                 self._idle()
         finally:
-            self.listener.close()
-            self._close()
+            self.close()
             log.info("worker stopped", extra={"worker_id": self.worker_id, "processed": self.processed})
 
     def run_once(self) -> int:
@@ -222,6 +221,11 @@ class Worker:
             "database unavailable (%s); retrying in %.1f s", exc, delay, extra={"worker_id": self.worker_id}
         )
         self.stop.wait(delay)
+
+    def close(self) -> None:
+        """Close both connections; ``run()`` does it on exit, a caller of ``run_once()`` must."""
+        self.listener.close()
+        self._close()
 
     def _close(self) -> None:
         if self._conn is not None:

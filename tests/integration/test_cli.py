@@ -1,0 +1,317 @@
+"""The ``eventflo`` command on a real PostgreSQL: migrate, stats, replay, and its error exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+from click.testing import CliRunner
+
+from eventflo import cli
+
+ALL_MIGRATIONS = [
+    "0001_create_events",
+    "0002_create_event_processing_results",
+    "0003_create_event_attempts",
+]
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
+
+
+def _env(database_url=None, **settings):
+    """Only the EVENTFLO_* variables given here; any from the calling shell are hidden."""
+    env = {name: None for name in os.environ if name.startswith("EVENTFLO_")}
+    if database_url is not None:
+        env["EVENTFLO_DATABASE_URL"] = database_url
+    env.update({f"EVENTFLO_{key.upper()}": value for key, value in settings.items()})
+    return env
+
+
+@pytest.fixture
+def invoke(database_url):
+    """Run ``eventflo <args>`` in-process against the test's database."""
+
+    def run(*args, env=None, input=None):
+        runner = CliRunner()
+        return runner.invoke(
+            cli.main, list(args), env=env if env is not None else _env(database_url), input=input
+        )
+
+    return run
+
+
+def _assert_clean_exit(result, code):
+    """The exit status a user sees, with no Python exception (so no traceback) behind it."""
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert "Traceback" not in result.output
+
+
+def _add(conn, status, event_type="payment_failed", created_at=None):
+    columns = {
+        "queued": "",
+        "processing": ", locked_by = 'worker-x', locked_until = now() + interval '1 hour',"
+        " started_at = now()",
+        "completed": ", completed_at = now()",
+        "failed": ", error_message = 'rule error: bad payload'",
+    }[status]
+    row = conn.execute(
+        "INSERT INTO events (event_type) VALUES (%s) RETURNING id", [event_type]
+    ).fetchone()
+    conn.execute(f"UPDATE events SET status = %s{columns} WHERE id = %s", [status, row["id"]])
+    if created_at is not None:
+        conn.execute("UPDATE events SET created_at = %s WHERE id = %s", [created_at, row["id"]])
+    return row["id"]
+
+
+def _statuses(conn):
+    return {
+        row["id"]: row["status"] for row in conn.execute("SELECT id, status FROM events").fetchall()
+    }
+
+
+# -- migrate ---------------------------------------------------------------
+
+
+def test_migrate_on_a_migrated_database_applies_nothing(invoke):
+    result = invoke("migrate")
+    _assert_clean_exit(result, 0)
+    assert result.output.strip() == "applied 0 migration(s)"
+
+    result = invoke("migrate", "--list")
+    _assert_clean_exit(result, 0)
+    assert result.output.strip() == "no pending migrations"
+
+
+def test_migrate_lists_then_applies_every_migration_on_an_empty_database(
+    invoke, empty_database_url
+):
+    env = _env(empty_database_url)
+    listed = invoke("migrate", "--list", env=env)
+    _assert_clean_exit(listed, 0)
+    assert listed.output.split() == ALL_MIGRATIONS
+
+    applied = invoke("migrate", env=env)
+    _assert_clean_exit(applied, 0)
+    assert applied.output.strip() == f"applied 3 migration(s): {', '.join(ALL_MIGRATIONS)}"
+    assert invoke("migrate", "--list", env=env).output.strip() == "no pending migrations"
+
+
+def test_migrate_rollback_then_reapply(invoke):
+    rolled_back = invoke("migrate", "--rollback", "1")
+    _assert_clean_exit(rolled_back, 0)
+    assert rolled_back.output.strip() == "rolled back 1 migration(s): 0003_create_event_attempts"
+    assert invoke("migrate", "--list").output.split() == ["0003_create_event_attempts"]
+    assert invoke("migrate").output.strip() == "applied 1 migration(s): 0003_create_event_attempts"
+
+
+# -- stats -----------------------------------------------------------------
+
+
+@pytest.fixture
+def populated(conn):
+    """2 queued (the oldest due for 90 s), 1 processing, 3 completed, 1 failed."""
+    old = _add(conn, "queued")
+    conn.execute("UPDATE events SET run_at = now() - interval '90 seconds' WHERE id = %s", [old])
+    _add(conn, "queued")
+    _add(conn, "processing")
+    for severity in ("CRITICAL", "CRITICAL", "LOW"):
+        event_id = _add(conn, "completed")
+        conn.execute(
+            "INSERT INTO event_processing_results"
+            " (event_id, severity, classification_reason, recommendation, should_escalate, rule_id)"
+            " VALUES (%s, %s, 'r', 'x', false, 'rule')",
+            [event_id, severity],
+        )
+    _add(conn, "failed")
+
+
+def test_stats_json_counts_by_status_and_severity_and_the_oldest_queued_age(invoke, populated):
+    result = invoke("stats", "--json")
+    _assert_clean_exit(result, 0)
+    snapshot = json.loads(result.output)
+    assert snapshot["by_status"] == {"queued": 2, "processing": 1, "completed": 3, "failed": 1}
+    assert snapshot["by_severity"] == {"LOW": 1, "WARNING": 0, "HIGH": 0, "CRITICAL": 2}
+    assert 90 <= snapshot["oldest_queued_age_seconds"] < 150
+
+
+def test_stats_table_shows_the_same_numbers(invoke, populated):
+    result = invoke("stats")
+    _assert_clean_exit(result, 0)
+    lines = [line.split() for line in result.output.splitlines()]
+    for expected in (
+        ["queued", "2"],
+        ["processing", "1"],
+        ["completed", "3"],
+        ["failed", "1"],
+        ["CRITICAL", "2"],
+        ["WARNING", "0"],
+        ["LOW", "1"],
+    ):
+        assert expected in lines, result.output
+    oldest = next(line for line in result.output.splitlines() if line.startswith("oldest queued:"))
+    assert 90 <= float(oldest.split()[2]) < 150
+
+
+def test_stats_on_an_empty_queue(invoke):
+    result = invoke("stats", "--json")
+    _assert_clean_exit(result, 0)
+    snapshot = json.loads(result.output)
+    assert set(snapshot["by_status"].values()) == {0}
+    assert snapshot["oldest_queued_age_seconds"] is None
+    assert "oldest queued: none" in invoke("stats").output
+
+
+# -- replay ----------------------------------------------------------------
+
+
+def test_replay_requeues_failed_events_only_by_default(invoke, conn):
+    failed = _add(conn, "failed")
+    others = {status: _add(conn, status) for status in ("queued", "processing", "completed")}
+
+    result = invoke("replay")
+    _assert_clean_exit(result, 0)
+    assert "requeued 1 event(s)" in result.output
+    row = conn.execute("SELECT * FROM events WHERE id = %s", [failed]).fetchone()
+    assert (row["status"], row["attempts"], row["error_message"]) == ("queued", 0, None)
+    assert {status: _statuses(conn)[event_id] for status, event_id in others.items()} == {
+        "queued": "queued",
+        "processing": "processing",
+        "completed": "completed",
+    }
+
+    result = invoke("replay")
+    _assert_clean_exit(result, 0)
+    assert "nothing to replay" in result.output
+
+
+def test_replay_completed_events_on_request(invoke, conn):
+    failed = _add(conn, "failed")
+    completed = _add(conn, "completed")
+    result = invoke("replay", "--status", "completed")
+    _assert_clean_exit(result, 0)
+    assert "requeued 1 event(s)" in result.output
+    assert _statuses(conn) == {failed: "failed", completed: "queued"}
+
+
+def test_replay_by_event_type(invoke, conn):
+    sla = _add(conn, "failed", "sla_breach")
+    payment = _add(conn, "failed", "payment_failed")
+    result = invoke("replay", "--event-type", "sla_breach")
+    _assert_clean_exit(result, 0)
+    assert _statuses(conn) == {sla: "queued", payment: "failed"}
+
+
+def test_replay_by_time_range(invoke, conn):
+    early = _add(conn, "failed", created_at="2025-01-01T00:00:00Z")
+    middle = _add(conn, "failed", created_at="2025-06-01T00:00:00Z")
+    late = _add(conn, "failed", created_at="2026-01-01T00:00:00Z")
+    result = invoke("replay", "--since", "2025-03-01", "--until", "2025-12-01T00:00:00Z")
+    _assert_clean_exit(result, 0)
+    assert "requeued 1 event(s)" in result.output
+    assert _statuses(conn) == {early: "failed", middle: "queued", late: "failed"}
+
+
+def test_replay_by_ids(invoke, conn):
+    first, second, third = (_add(conn, "failed") for _ in range(3))
+    result = invoke("replay", "--id", str(first), "--id", str(third))
+    _assert_clean_exit(result, 0)
+    assert _statuses(conn) == {first: "queued", second: "failed", third: "queued"}
+
+
+def test_replay_dry_run_lists_and_changes_nothing(invoke, conn):
+    ids = [_add(conn, "failed") for _ in range(3)]
+    before = conn.execute("SELECT * FROM events ORDER BY id").fetchall()
+    result = invoke("replay", "--dry-run")
+    _assert_clean_exit(result, 0)
+    assert "would replay 3 failed event(s)" in result.output
+    assert all(str(event_id) in result.output for event_id in ids)
+    assert conn.execute("SELECT * FROM events ORDER BY id").fetchall() == before
+
+
+def test_replay_above_the_threshold_asks_and_without_an_answer_changes_nothing(invoke, conn):
+    ids = [_add(conn, "failed") for _ in range(3)]
+    result = invoke("replay", "--confirm-above", "2")
+    assert result.exit_code != 0
+    assert "Replay 3 failed event(s)?" in result.output
+    assert "Traceback" not in result.output
+    assert set(_statuses(conn).values()) == {"failed"}
+
+    declined = invoke("replay", "--confirm-above", "2", input="n\n")
+    assert declined.exit_code != 0
+    assert set(_statuses(conn).values()) == {"failed"}
+
+    confirmed = invoke("replay", "--confirm-above", "2", input="y\n")
+    _assert_clean_exit(confirmed, 0)
+    assert set(_statuses(conn).values()) == {"queued"}
+    assert len(ids) == 3
+
+
+def test_replay_above_the_threshold_with_yes_does_not_ask(invoke, conn):
+    for _ in range(3):
+        _add(conn, "failed")
+    result = invoke("replay", "--confirm-above", "2", "--yes")
+    _assert_clean_exit(result, 0)
+    assert "?" not in result.output
+    assert "requeued 3 event(s)" in result.output
+    assert set(_statuses(conn).values()) == {"queued"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--id", "not-a-uuid"], "is not an event id"),
+        (["--since", "yesterday"], "is not an ISO 8601 date"),
+        (["--until", "2025-13-45"], "is not an ISO 8601 date"),
+        (
+            ["--since", "2025-06-01", "--until", "2025-01-01"],
+            "--since must be earlier than --until",
+        ),
+        (["--status", "queued"], "'queued' is not one of"),
+        (["--confirm-above", "-1"], "--confirm-above"),
+    ],
+)
+def test_replay_rejects_bad_options_clearly_and_changes_nothing(invoke, conn, args, message):
+    failed = _add(conn, "failed")
+    result = invoke("replay", *args)
+    _assert_clean_exit(result, 2)
+    assert message in result.output
+    assert _statuses(conn) == {failed: "failed"}
+
+
+# -- configuration and connection errors ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [["stats"], ["replay"], ["replay", "--dry-run"], ["migrate"], ["migrate", "--list"]]
+)
+def test_an_unreachable_database_is_a_one_line_error(invoke, command):
+    result = invoke(*command, env=_env(UNREACHABLE))
+    _assert_clean_exit(result, 1)
+    assert "database unavailable" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.mark.parametrize("command", [["stats"], ["replay"], ["migrate"], ["worker"], ["serve"]])
+def test_a_missing_database_url_is_a_usage_error(invoke, command):
+    result = invoke(*command, env=_env())
+    _assert_clean_exit(result, 2)
+    assert "EVENTFLO_DATABASE_URL is not set" in result.output
+
+
+@pytest.mark.parametrize("command", [["stats"], ["replay"], ["migrate"], ["worker"]])
+def test_an_invalid_setting_is_a_usage_error_naming_the_variable(invoke, database_url, command):
+    result = invoke(*command, env=_env(database_url, batch_size="abc"))
+    _assert_clean_exit(result, 2)
+    assert "EVENTFLO_BATCH_SIZE='abc' is invalid" in result.output
+
+
+def test_replay_of_an_unknown_id_replays_nothing(invoke, conn):
+    failed = _add(conn, "failed")
+    result = invoke("replay", "--id", str(uuid.uuid4()))
+    _assert_clean_exit(result, 0)
+    assert "nothing to replay" in result.output
+    assert _statuses(conn) == {failed: "failed"}
