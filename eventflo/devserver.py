@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 
 import click
 
@@ -41,8 +43,9 @@ def run(config: Config, *, port: int, worker_processes: int, data_dir: str) -> i
             [*base, "worker", "--processes", str(worker_processes)], env=env, start_new_session=True))
         children.append(subprocess.Popen(
             [*base, "serve", "--port", str(port)], env=env, start_new_session=True))
-        click.echo(f"EventFlo is running: API on http://127.0.0.1:{port}, "
-                   f"{worker_processes} workers. Ctrl-C stops everything.")
+        if _api_answers(port, children, stop):
+            click.echo(f"EventFlo is running: API on http://127.0.0.1:{port}, "
+                       f"{worker_processes} workers. Ctrl-C stops everything.")
         while not stop.is_set():
             if any(child.poll() is not None for child in children):
                 click.echo("a child process exited; stopping everything", err=True)
@@ -62,3 +65,17 @@ def run(config: Config, *, port: int, worker_processes: int, data_dir: str) -> i
         if embedded is not None:
             embedded.stop()
         click.echo("stopped")
+
+
+def _api_answers(port: int, children: list[subprocess.Popen[bytes]], stop: threading.Event) -> bool:
+    """Wait (at most 60 s) until the API accepts connections, so "running" is true when printed."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stop.is_set():
+        if any(child.poll() is not None for child in children):
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            stop.wait(0.1)
+    return False

@@ -41,5 +41,8 @@ def run_gunicorn(config: Config, *, bind: str, workers: int, threads: int) -> No
             "accesslog": "-",
             "graceful_timeout": 30,
             "proc_name": "eventflo-api",
+            # gunicorn 27's control socket defaults to one path per user, so a
+            # second instance would take it over; EventFlo does not use it.
+            "control_socket_disable": True,
         },
     ).run()

@@ -31,8 +31,12 @@ _RECONNECT_BACKOFF_MAX = 10.0
 
 
 def new_worker_id() -> str:
-    """Unique per process, not per host: containers reuse host names and pids."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    """Unique per process, not per host: containers reuse host names and pids.
+
+    The host part is cut to 32 characters so that ``application_name`` (which
+    PostgreSQL truncates at 63 bytes) still shows the whole id.
+    """
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def install_stop_handlers(stop: threading.Event, signals: tuple[int, ...]) -> None:
@@ -67,7 +71,7 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self.rule_table = rule_table
         self.parent_pid = parent_pid
-        self.listener = Listener(config, QUEUED_CHANNEL, f"eventflo-worker-listener {self.worker_id}")
+        self.listener = Listener(config, QUEUED_CHANNEL, f"eventflo-listen {self.worker_id}")
         self._conn: psycopg.Connection[dict[str, object]] | None = None
         self._rng = random.Random()
         self._next_rescue = 0.0
@@ -86,6 +90,13 @@ class Worker:
                     if self.run_once():
                         continue  # drain: claim again at once while there is work
                 except psycopg.OperationalError as exc:
+                    self._lost_connection(exc)
+                    continue
+                except psycopg.Error as exc:
+                    # Not a lost connection but a failed statement: a bug or a
+                    # schema mismatch. Keep running; the batch's leases expire
+                    # and are rescued, so nothing is lost.
+                    log.exception("database error; backing off", extra={"worker_id": self.worker_id})
                     self._lost_connection(exc)
                     continue
                 self._idle()

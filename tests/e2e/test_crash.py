@@ -1,0 +1,306 @@
+"""Real signals on real worker processes: SIGKILL loses nothing, SIGTERM is graceful (exit 0).
+
+To catch a real worker *while it holds claims* without racing it, the test
+holds an EXCLUSIVE lock on ``event_processing_results``. The worker's claim
+(an UPDATE of ``events``) commits as usual, but the statement that writes the
+results needs that table, so the worker waits there holding committed leases,
+for as long as the test wants, until the test releases the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.e2e.conftest import (
+    Api,
+    Child,
+    alive,
+    descendants,
+    insert_bulk,
+    start_worker,
+    status_counts,
+    wait_all_completed,
+    wait_for,
+    wait_listening,
+)
+
+pytestmark = pytest.mark.e2e
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+@contextlib.contextmanager
+def results_locked(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """Hold the results table so a worker's final write waits; released on rollback or exit."""
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE event_processing_results IN EXCLUSIVE MODE")
+        try:
+            yield blocker
+        finally:
+            blocker.rollback()
+
+
+def wait_holding_claims(conn: Conn, count: int, workers: int = 1) -> list[str]:
+    """Wait until ``workers`` workers hold ``count`` leases each and wait on the lock; their ids."""
+
+    def holders() -> list[str]:
+        rows = conn.execute(
+            "SELECT locked_by, count(*) AS n FROM events"
+            " WHERE status = 'processing' GROUP BY locked_by"
+        ).fetchall()
+        if len(rows) != workers or any(row["n"] != count for row in rows):
+            return []
+        ids = sorted(str(row["locked_by"]) for row in rows)
+        waiting = conn.execute(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name IN"
+            "     (SELECT left('eventflo-worker ' || id, 63) FROM unnest(%s::text[]) AS id)"
+            " AND wait_event_type = 'Lock'",
+            (ids,),
+        ).fetchone()["n"]
+        return ids if waiting == workers else []
+
+    return wait_for(
+        holders,
+        timeout=30,
+        what=lambda: f"{workers} worker(s) holding {count} claims each ({status_counts(conn)})",
+    )
+
+
+def wait_signal_received(child: Child, times: int) -> None:
+    """Until ``times`` processes logged the graceful-stop message in ``child``'s log."""
+    wait_for(
+        lambda: child.log().count("received SIGTERM") >= times,
+        timeout=10,
+        what=f"{times} processes to log that they received SIGTERM",
+    )
+
+
+def attempts_by_event(conn: Conn) -> dict[str, list[dict[str, Any]]]:
+    history: dict[str, list[dict[str, Any]]] = {}
+    for row in conn.execute(
+        "SELECT event_id::text, attempt, worker_id, outcome::text, error, started_at, finished_at"
+        " FROM event_attempts ORDER BY id"
+    ).fetchall():
+        history.setdefault(row["event_id"], []).append(row)
+    return history
+
+
+def test_sigkill_worker_holding_claims_loses_nothing(children, conn, database_url):
+    total = 200
+    insert_bulk(conn, total)
+
+    with results_locked(database_url):
+        victim = start_worker(children, EVENTFLO_BATCH_SIZE="500", EVENTFLO_LEASE_SECONDS="3")
+        (victim_id,) = wait_holding_claims(conn, total)
+        assert f":{victim.pid}:" in victim_id, (
+            f"claims held by {victim_id}, not by pid {victim.pid}"
+        )
+        victim.send(signal.SIGKILL)
+        assert victim.wait_exit(10) == -signal.SIGKILL
+
+    # Once its server session has noticed the dead client, only the victim's leases are left.
+    wait_for(
+        lambda: (
+            conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity"
+                " WHERE application_name LIKE 'eventflo-worker%'"
+                " AND datname = current_database()"
+            ).fetchone()["n"]
+            == 0
+        ),
+        timeout=15,
+        what="the killed worker's database sessions to end",
+    )
+    assert status_counts(conn) == {"processing": total}
+    assert conn.execute("SELECT count(*) AS n FROM event_processing_results").fetchone()["n"] == 0
+    assert conn.execute("SELECT count(*) AS n FROM event_attempts").fetchone()["n"] == 0
+
+    rescuers = [start_worker(children, EVENTFLO_LEASE_SECONDS="3") for _ in range(2)]
+    wait_all_completed(conn, total, timeout=30)
+
+    rows = conn.execute(
+        "SELECT e.attempts,"
+        " (SELECT count(*) FROM event_processing_results r WHERE r.event_id = e.id) AS results"
+        " FROM events e"
+    ).fetchall()
+    assert {(r["attempts"], r["results"]) for r in rows} == {(2, 1)}, (
+        "each event: 2 attempts, one result"
+    )
+    history = attempts_by_event(conn)
+    assert len(history) == total
+    rescuer_pids = {f":{r.pid}:" for r in rescuers}
+    for event_id, (expired, completed) in history.items():
+        assert (expired["attempt"], expired["worker_id"], expired["outcome"]) == (
+            1,
+            victim_id,
+            "lease_expired",
+        )
+        assert victim_id in expired["error"]
+        # Rescued only once the 3-second lease had run out.
+        assert (expired["finished_at"] - expired["started_at"]).total_seconds() >= 3, event_id
+        assert (completed["attempt"], completed["outcome"]) == (2, "completed")
+        assert any(pid in completed["worker_id"] for pid in rescuer_pids), completed
+
+
+def test_sigterm_worker_finishes_the_batch_in_hand_and_exits_zero(children, conn, database_url):
+    insert_bulk(conn, 100)
+    with results_locked(database_url):
+        worker = start_worker(children, EVENTFLO_BATCH_SIZE="500", EVENTFLO_LEASE_SECONDS="30")
+        (worker_id,) = wait_holding_claims(conn, 100)
+        worker.send(signal.SIGTERM)
+        wait_signal_received(worker, 1)
+        # Events that arrive after the signal must not be claimed.
+        insert_bulk(conn, 50, source="after-sigterm")
+    assert worker.wait_exit(10) == 0
+
+    by_source = conn.execute(
+        "SELECT source, status::text, attempts, count(*) AS n FROM events"
+        " GROUP BY 1, 2, 3 ORDER BY 1"
+    ).fetchall()
+    assert [(r["source"], r["status"], r["attempts"], r["n"]) for r in by_source] == [
+        ("after-sigterm", "queued", 0, 50),
+        ("e2e-bulk", "completed", 1, 100),
+    ]
+    history = attempts_by_event(conn)
+    assert len(history) == 100
+    assert all(
+        [(a["worker_id"], a["outcome"]) for a in h] == [(worker_id, "completed")]
+        for h in history.values()
+    )
+    assert "worker stopped" in worker.log()
+
+
+def test_sigterm_supervisor_stops_every_worker_process_with_status_zero(
+    children, conn, database_url
+):
+    insert_bulk(conn, 200)
+    with results_locked(database_url):
+        supervisor = start_worker(
+            children, processes=2, EVENTFLO_BATCH_SIZE="50", EVENTFLO_LEASE_SECONDS="30"
+        )
+        holders = wait_holding_claims(conn, 50, workers=2)
+        workers = descendants(supervisor.pid)
+        assert {int(h.split(":")[-2]) for h in holders} <= workers, (
+            f"{holders} are not processes of {workers}"
+        )
+        supervisor.send(signal.SIGTERM)
+        # The supervisor logs it, then each worker it forwards SIGTERM to.
+        wait_signal_received(supervisor, 3)
+    assert supervisor.wait_exit(15) == 0
+    wait_for(
+        lambda: not any(alive(pid) for pid in workers),
+        timeout=10,
+        what=f"processes {workers} to exit",
+    )
+
+    # Each worker finished the batch in hand and claimed nothing more.
+    rows = conn.execute(
+        "SELECT status::text, attempts, count(*) AS n FROM events GROUP BY 1, 2 ORDER BY 1"
+    ).fetchall()
+    assert [(r["status"], r["attempts"], r["n"]) for r in rows] == [
+        ("completed", 1, 100),
+        ("queued", 0, 100),
+    ]
+    done_by = conn.execute(
+        "SELECT worker_id, count(*) AS n FROM event_attempts GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert [(r["worker_id"], r["n"]) for r in done_by] == [(h, 50) for h in holders]
+    _finish_and_check_each_processed_once(children, conn, 200)
+
+
+def test_sigterm_while_events_keep_arriving_leaves_no_claim_behind(api, children, conn):
+    feeder = _Feeder(api)
+    first, second = start_worker(children), start_worker(children)
+    wait_listening(conn, 2)
+    feeder.start()
+    try:
+        wait_for(
+            lambda: status_counts(conn).get("completed", 0) >= 30,
+            timeout=20,
+            what="30 events completed",
+        )
+        first.send(signal.SIGTERM)
+        assert first.wait_exit(10) == 0
+        done_by_first = status_counts(conn).get("completed", 0)
+        # The other worker keeps going while events still arrive.
+        wait_for(
+            lambda: status_counts(conn).get("completed", 0) >= done_by_first + 20,
+            timeout=20,
+            what="the remaining worker to complete 20 more events",
+        )
+        second.send(signal.SIGTERM)
+        assert second.wait_exit(10) == 0
+        posted_while_stopping = feeder.posted
+        wait_for(
+            lambda: feeder.posted >= posted_while_stopping + 5,
+            timeout=10,
+            what="more events posted after both workers stopped",
+        )
+    finally:
+        feeder.stop()
+
+    counts = status_counts(conn)
+    assert "processing" not in counts, f"a stopped worker left claims behind: {counts}"
+    assert counts.get("queued", 0) > 0 and counts.get("completed", 0) > 0, counts
+    # Every event a worker claimed was completed, and its attempt recorded.
+    claimed = conn.execute(
+        "SELECT status::text, attempts, count(*) AS n FROM events WHERE attempts > 0 GROUP BY 1, 2"
+    ).fetchall()
+    assert [(r["status"], r["attempts"]) for r in claimed] == [("completed", 1)]
+    print(f"\nposted {feeder.posted} events; when both workers had stopped: {counts}")
+    _finish_and_check_each_processed_once(children, conn, feeder.posted)
+
+
+class _Feeder:
+    """POSTs events through the API from a thread until stopped."""
+
+    def __init__(self, api: Api) -> None:
+        self._api = api
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
+        self._error: BaseException | None = None
+        self.posted = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                response = self._api.post_event(
+                    "sla_breach", {"minutes_over": self.posted % 60}, "feeder"
+                )
+                assert response.status_code == 202, response.text
+                self.posted += 1
+        except BaseException as exc:  # re-raised in the test's thread
+            self._error = exc
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+        assert not self._thread.is_alive(), "the feeder did not stop"
+        if self._error is not None:
+            raise self._error
+
+
+def _finish_and_check_each_processed_once(children, conn: Conn, total: int) -> None:
+    """A fresh worker drains the rest; nothing was claimed twice (abandoned: 2 attempts)."""
+    start_worker(children)
+    wait_all_completed(conn, total, timeout=30)
+    shapes = conn.execute(
+        "SELECT DISTINCT e.attempts,"
+        " (SELECT count(*) FROM event_processing_results r WHERE r.event_id = e.id) AS results,"
+        " (SELECT count(*) FROM event_attempts a"
+        "   WHERE a.event_id = e.id AND a.outcome = 'completed') AS done,"
+        " (SELECT count(*) FROM event_attempts a WHERE a.event_id = e.id) AS tries"
+        " FROM events e"
+    ).fetchall()
+    assert [(r["attempts"], r["results"], r["done"], r["tries"]) for r in shapes] == [(1, 1, 1, 1)]
