@@ -90,6 +90,9 @@ completed AS (
         updated_at = now()
     FROM verdict AS v
     WHERE e.id = v.event_id
+      -- Redundant with the join, but it lets the planner fetch the batch by
+      -- primary key instead of hashing every leased row of every worker.
+      AND e.id = ANY (%(event_ids)s::uuid[])
       AND e.status = 'processing'
       AND e.locked_by = %(worker_id)s
       AND e.attempts = v.attempt
@@ -137,6 +140,7 @@ updated AS (
         updated_at = now()
     FROM erred AS x
     WHERE e.id = x.event_id
+      AND e.id = ANY (%(event_ids)s::uuid[])  -- fetch by primary key, as in complete_events
       AND e.status = 'processing'
       AND e.locked_by = %(worker_id)s
       AND e.attempts = x.attempt
