@@ -22,23 +22,17 @@ from tests import postgres
 TEMPLATE = f"eventflo_template_{os.getpid()}"
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    return "eventflo: PostgreSQL from " + (
-        "EVENTFLO_TEST_DATABASE_URL"
-        if os.environ.get("EVENTFLO_TEST_DATABASE_URL")
-        else "testcontainers or the embedded fallback"
-    )
-
-
 def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(url, autocommit=True)
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """The admin URL of the session's server."""
+def pg_server(pytestconfig: pytest.Config) -> Iterator[str]:
+    """The admin URL of the session's server; the run's output says where it came from."""
     with postgres.server() as (kind, url):
-        print(f"\neventflo tests use PostgreSQL from: {kind}")
+        capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(f"\neventflo tests use PostgreSQL from: {kind}")
         yield url
 
 
