@@ -83,6 +83,43 @@ def create_event(body: dict[str, Any]) -> Any:
     return {"event_id": accepted.event_id, "status": accepted.status}, status, {"Location": location}
 
 
+@blp.route("/batch", methods=["POST"])
+@blp.arguments(schemas.EventBatchSchema)
+@blp.response(202, schemas.BatchAcceptedSchema, description="Stored as queued, all together")
+@blp.alt_response(200, schema=schemas.BatchAcceptedSchema, description="Every event was an idempotent retry")
+@blp.alt_response(400, schema=ProblemSchema, description="Malformed JSON")
+@blp.alt_response(409, schema=ProblemSchema, description="An idempotency key reused for another event")
+@blp.alt_response(413, schema=ProblemSchema, description="Body too large")
+@blp.alt_response(415, schema=ProblemSchema, description="Body is not JSON")
+@blp.alt_response(503, schema=ProblemSchema, description="Database unavailable")
+def create_events_batch(body: dict[str, Any]) -> Any:
+    """Store up to 1,000 events in one transaction (one NOTIFY): all of them, or none on any error.
+
+    Validation errors name the failing events by their index in ``events``.
+    """
+    batch = [
+        events.NewEvent(
+            event_type=item["event_type"],
+            payload=item["payload"],
+            source=item["source"],
+            idempotency_key=item["idempotency_key"],
+        )
+        for item in body["events"]
+    ]
+    with db.borrow(_state().pool) as conn:
+        accepted = events.insert_many(conn, batch)
+    answer = [{"event_id": a.event_id, "status": a.status, "created": a.created} for a in accepted]
+    status = 202 if any(a.created for a in accepted) else 200
+    return {"events": answer}, status
+
+
+@blp.before_request
+def _batch_body_limit() -> None:
+    """A batch may be larger than a single event; the limit applies before the body is read."""
+    if flask.request.endpoint == "events.create_events_batch":
+        flask.request.max_content_length = _state().config.max_batch_body_bytes
+
+
 @blp.route("/<event_id>", methods=["GET"])
 @blp.arguments(schemas.WaitArgsSchema, location="query")
 @blp.response(200, schemas.EventSchema)

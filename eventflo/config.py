@@ -83,6 +83,10 @@ class Config:
     max_body_bytes: int = dataclasses.field(
         default=1_048_576, metadata={"parse": _positive_int, "doc": "largest accepted request body"}
     )
+    max_batch_body_bytes: int = dataclasses.field(
+        default=8 * 1_048_576,
+        metadata={"parse": _positive_int, "doc": "largest accepted body of POST /events/batch"},
+    )
     max_json_depth: int = dataclasses.field(
         default=32, metadata={"parse": _positive_int, "doc": "deepest accepted JSON nesting of a request body"}
     )

@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -48,36 +49,57 @@ class Accepted:
 
 
 def insert(conn: psycopg.Connection[Row], event: NewEvent) -> Accepted:
-    """Store a queued event, or return the one its idempotency key already names.
+    """Store one queued event, or return the one its idempotency key already names."""
+    return insert_many(conn, [event])[0]
 
+
+def insert_many(conn: psycopg.Connection[Row], batch: Sequence[NewEvent]) -> list[Accepted]:
+    """Store a batch in one transaction and one statement (so one NOTIFY); answers in request order.
+
+    An event whose idempotency key exists is not stored again: its answer is
+    the original event, provided the request matches the one the key was
+    first used with; otherwise IdempotencyConflict, and nothing is stored.
     ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to
     commit, so the follow-up read always finds the winner's row.
     """
-    fingerprint = event.fingerprint() if event.idempotency_key else None
-    params = {
-        "event_type": event.event_type,
-        "source": event.source,
-        "payload": Jsonb(event.payload),
-        "idempotency_key": event.idempotency_key,
-        "request_fingerprint": fingerprint,
-    }
-    # Two rounds: the winner of a race may be deleted (purged) before we read it.
-    for _ in range(2):
-        row = conn.execute(QUERIES["insert_event"], params).fetchone()
-        if row is not None:
-            return Accepted(row["id"], row["status"], created=True)
-        row = conn.execute(
-            QUERIES["get_event_by_idempotency_key"], {"idempotency_key": event.idempotency_key}
-        ).fetchone()
-        if row is None:
-            continue
-        if row["request_fingerprint"] != fingerprint:
-            raise IdempotencyConflict(
-                f"Idempotency-Key {event.idempotency_key!r} was first used with a different "
-                f"request (event {row['id']}); use a new key for a new event."
-            )
-        return Accepted(row["id"], row["status"], created=False)
-    raise IdempotencyConflict(f"Idempotency-Key {event.idempotency_key!r} is in use; retry.")
+    fingerprints = [event.fingerprint() if event.idempotency_key else None for event in batch]
+    with conn.transaction():
+        rows = conn.execute(
+            QUERIES["insert_events"],
+            {
+                "event_types": [event.event_type for event in batch],
+                "sources": [event.source for event in batch],
+                "payloads": [Jsonb(event.payload) for event in batch],
+                "idempotency_keys": [event.idempotency_key for event in batch],
+                "request_fingerprints": fingerprints,
+            },
+        ).fetchall()
+        skipped = {batch[i].idempotency_key for i, row in enumerate(rows) if row["id"] is None}
+        originals = {}
+        if skipped:
+            originals = {
+                row["idempotency_key"]: row
+                for row in conn.execute(
+                    QUERIES["get_events_by_idempotency_keys"], {"idempotency_keys": list(skipped)}
+                )
+            }
+        answers = []
+        for event, fingerprint, row in zip(batch, fingerprints, rows, strict=True):
+            if row["id"] is not None:
+                answers.append(Accepted(row["id"], row["status"], created=True))
+                continue
+            original = originals.get(event.idempotency_key)
+            if original is None:  # the winner of a race was deleted (purged) before we read it
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {event.idempotency_key!r} changed hands meanwhile; retry."
+                )
+            if original["request_fingerprint"] != fingerprint:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {event.idempotency_key!r} was first used with a different "
+                    f"request (event {original['id']}); use a new key for a new event."
+                )
+            answers.append(Accepted(original["id"], original["status"], created=False))
+    return answers
 
 
 def get(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> Row | None:

@@ -66,11 +66,72 @@ class EventCreateSchema(ma.Schema):
                 raise ma.ValidationError({"payload": {k: [v] for k, v in errors.items()}})
 
 
+MAX_BATCH_EVENTS = 1000
+
+
+class BatchItemSchema(EventCreateSchema):
+    """One event of POST /events/batch: an event plus its own optional idempotency key."""
+
+    idempotency_key = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=255),
+        metadata={"description": "Like the Idempotency-Key header of POST /events, per event"},
+    )
+
+    @ma.validates("idempotency_key")
+    def _printable(self, value: str | None, **kwargs: Any) -> None:
+        if value is not None and not value.isprintable():
+            raise ma.ValidationError("Must be printable characters.")
+
+
+class EventBatchSchema(ma.Schema):
+    """The body of POST /events/batch."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    events = fields.List(
+        fields.Nested(BatchItemSchema),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BATCH_EVENTS),
+        metadata={"description": f"1 to {MAX_BATCH_EVENTS} events, stored all together or not at all"},
+    )
+
+    @ma.validates_schema
+    def _one_request_per_key(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """A key repeated inside one batch must name the same event, as it would across requests."""
+        first_use: dict[str, tuple[int, Any]] = {}
+        for index, item in enumerate(data.get("events", [])):
+            key = item.get("idempotency_key")
+            if key is None:
+                continue
+            request = (item["event_type"], item["source"], item["payload"])
+            if key in first_use and first_use[key][1] != request:
+                raise ma.ValidationError(
+                    {"events": {index: {"idempotency_key": [
+                        f"Already used by event {first_use[key][0]} of this batch for a different event."
+                    ]}}}
+                )
+            first_use.setdefault(key, (index, request))
+
+
 class EventAcceptedSchema(ma.Schema):
     """The answer to POST /events."""
 
     event_id = fields.UUID(required=True)
     status = fields.String(required=True, metadata={"example": "queued"})
+
+
+class BatchAcceptedItemSchema(EventAcceptedSchema):
+    created = fields.Boolean(
+        required=True, metadata={"description": "False when an idempotency key named an existing event"}
+    )
+
+
+class BatchAcceptedSchema(ma.Schema):
+    """The answer to POST /events/batch, in the order of the request."""
+
+    events = fields.List(fields.Nested(BatchAcceptedItemSchema), required=True)
 
 
 class ResultSchema(ma.Schema):

@@ -1,18 +1,34 @@
 -- Every query EventFlo runs, as named blocks loaded by eventflo/sql/__init__.py.
 -- A block starts with a line "-- name: <name>" followed by a one-line purpose.
 
--- name: insert_event
--- Store one new event as queued; with an idempotency key, a second insert is a no-op.
-INSERT INTO events (event_type, source, payload, idempotency_key, request_fingerprint)
-VALUES (%(event_type)s, %(source)s, %(payload)s, %(idempotency_key)s, %(request_fingerprint)s)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id, status, request_fingerprint;
+-- name: insert_events
+-- Store new events as queued in one statement (one NOTIFY); a row whose idempotency key exists is skipped.
+WITH submitted AS MATERIALIZED (
+    -- Ids are made here, not by the column default, so each input row can be
+    -- matched to what was inserted and the answer keeps the request's order.
+    SELECT eventflo_uuidv7() AS id, s.*
+    FROM unnest(%(event_types)s::text[], %(sources)s::text[], %(payloads)s::jsonb[],
+                %(idempotency_keys)s::text[], %(request_fingerprints)s::text[])
+         WITH ORDINALITY AS s (event_type, source, payload, idempotency_key, request_fingerprint, position)
+),
+inserted AS (
+    INSERT INTO events (id, event_type, source, payload, idempotency_key, request_fingerprint)
+    SELECT id, event_type, source, payload, idempotency_key, request_fingerprint
+    FROM submitted
+    ORDER BY position
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, status
+)
+SELECT s.position, i.id, i.status
+FROM submitted AS s
+LEFT JOIN inserted AS i ON i.id = s.id
+ORDER BY s.position;
 
--- name: get_event_by_idempotency_key
--- The event an idempotency key was first used for, to answer a retried request.
-SELECT id, status, request_fingerprint
+-- name: get_events_by_idempotency_keys
+-- The events idempotency keys were first used for, to answer retried requests.
+SELECT idempotency_key, id, status, request_fingerprint
 FROM events
-WHERE idempotency_key = %(idempotency_key)s;
+WHERE idempotency_key = ANY (%(idempotency_keys)s::text[]);
 
 -- name: get_event
 -- One event with its result; the result shows only while the event is completed.

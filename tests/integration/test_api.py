@@ -567,10 +567,11 @@ def test_database_down_is_503_fast_and_the_api_recovers(make_app, database_url):
 # -- OpenAPI ------------------------------------------------------------
 
 
-def test_openapi_lists_the_three_operations(client):
+def test_openapi_lists_every_operation(client):
     response = client.get("/openapi.json")
 
     assert response.status_code == 200
     paths = response.get_json()["paths"]
     assert {"post", "get"} <= paths["/events"].keys()
     assert "get" in paths["/events/{event_id}"].keys()
+    assert "post" in paths["/events/batch"].keys()
