@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import threading
 
 import flask
 import flask_smorest
@@ -16,22 +17,53 @@ from eventflo.listener import FinishedWatcher
 __version__ = "0.1.0"
 
 
-@dataclasses.dataclass
 class AppState:
-    """What the views share within one process: the settings, the pool and the long-poll watcher."""
+    """What the views share: the settings, and this process's pool and long-poll watcher.
 
-    config: Config
-    pool: psycopg_pool.ConnectionPool
-    finished_listener: FinishedWatcher
+    Connections and threads do not survive a fork, so both are made on first
+    use in each process: an app built before gunicorn forks (``--preload``)
+    still gives every worker its own.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._pool: psycopg_pool.ConnectionPool | None = None
+        self._watcher: FinishedWatcher | None = None
+
+    def _for_this_process(self) -> tuple[psycopg_pool.ConnectionPool, FinishedWatcher]:
+        with self._lock:
+            if self._pid != os.getpid() or self._pool is None or self._watcher is None:
+                # Whatever a parent process left here is its own; never close it from the child.
+                self._pool = db.create_pool(self.config)
+                self._watcher = FinishedWatcher(self.config)
+                self._pid = os.getpid()
+            return self._pool, self._watcher
+
+    @property
+    def pool(self) -> psycopg_pool.ConnectionPool:
+        return self._for_this_process()[0]
+
+    @property
+    def finished_listener(self) -> FinishedWatcher:
+        return self._for_this_process()[1]
 
     def close(self) -> None:
-        """Release the process's database resources: the long-poll watcher, then the pool."""
-        self.finished_listener.close()
-        self.pool.close()
+        """Release this process's database resources: the long-poll watcher, then the pool."""
+        with self._lock:
+            if self._pid == os.getpid() and self._pool is not None and self._watcher is not None:
+                self._watcher.close()
+                self._pool.close()
+            self._pool = self._watcher = None
+            self._pid = None
 
 
 def create_app(config: Config | None = None) -> flask.Flask:
-    """Build the Flask app and open its pool; a bad setting or an unreachable database fails here."""
+    """Build the Flask app; a bad setting fails here. The pool opens on the first request.
+
+    While the database is unreachable — at start-up too — requests answer 503.
+    """
     config = config or Config.from_env()
     logs.configure(config)
     app = flask.Flask(__name__)
@@ -49,6 +81,6 @@ def create_app(config: Config | None = None) -> flask.Flask:
     api.register_blueprint(views.blp)
     errors.register(app)
 
-    pool = db.create_pool(config)
-    app.extensions["eventflo"] = AppState(config, pool, FinishedWatcher(config))
+    config.require_database_url()
+    app.extensions["eventflo"] = AppState(config)
     return app

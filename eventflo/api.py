@@ -26,10 +26,23 @@ class StrictJSONParser(FlaskParser):
         if not req.is_json:
             raise UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
         config = flask.current_app.extensions["eventflo"].config
-        return jsonbody.loads(req.get_data(cache=True), max_depth=config.max_json_depth)
+        return jsonbody.loads(_body(req), max_depth=config.max_json_depth)
 
     def _handle_invalid_json_error(self, error: Any, req: flask.Request, *args: Any, **kwargs: Any) -> Any:
         raise MalformedRequest(f"The body is not valid JSON: {error}")
+
+
+def _body(req: flask.Request) -> bytes:
+    """The request body, with a 413 (not a truncated body) for a chunked one over the limit.
+
+    Without a Content-Length, werkzeug stops reading at the limit and returns
+    what it has; one more read past the limit is what raises its 413.
+    """
+    data = req.get_data(cache=True)
+    limit = req.max_content_length
+    if req.content_length is None and limit is not None and len(data) >= limit:
+        req.stream.read(1)  # raises RequestEntityTooLarge when more is there
+    return data
 
 
 class EventsBlueprint(Blueprint):
@@ -180,7 +193,8 @@ def list_events(args: dict[str, Any]) -> Any:
         last = rows[-1]
         query = {k: v for k, v in flask.request.args.items() if k != "cursor"}
         query["cursor"] = schemas.CursorField.encode(Cursor(last["created_at"], last["event_id"]))
-        next_url = f"{flask.request.base_url}?{urllib.parse.urlencode(query)}"
+        # Relative: an absolute URL would echo the client's Host header back.
+        next_url = f"{flask.request.path}?{urllib.parse.urlencode(query)}"
         headers["Link"] = f'<{next_url}>; rel="next"'
     return rows, 200, headers
 

@@ -64,6 +64,10 @@ def main() -> None:
 def migrate_command(rollback_steps: int | None, list_pending: bool) -> None:
     """Apply the schema migrations (plain SQL files in migrations/)."""
     url = _database_url(_config())
+    try:
+        migrate.migrations_dir()
+    except migrate.MigrationsNotFound as exc:
+        raise click.ClickException(str(exc)) from None
     if list_pending:
         names = migrate.pending(url)
         click.echo("\n".join(names) if names else "no pending migrations")
@@ -83,12 +87,19 @@ def migrate_command(rollback_steps: int | None, list_pending: bool) -> None:
               help="gunicorn worker processes.")
 @click.option("--threads", type=click.IntRange(min=1), default=8, show_default=True,
               help="Threads per process (long-polls hold one each).")
+@database_errors
 def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the HTTP API with gunicorn."""
+    """Serve the HTTP API with gunicorn.
+
+    The database is checked once first, so a wrong URL fails now; once
+    serving, an unreachable database makes requests answer 503 until it is back.
+    """
     from eventflo import serving
 
     config = _config()
     _database_url(config)
+    with db.connect(config, "eventflo-cli serve"):
+        pass
     serving.run_gunicorn(config, bind=f"{host}:{port}", workers=workers, threads=threads)
 
 
@@ -225,3 +236,4 @@ def dev(port: int, worker_processes: int, data_dir: str) -> None:
     from eventflo import devserver
 
     sys.exit(devserver.run(_config(), port=port, worker_processes=worker_processes, data_dir=data_dir))
+

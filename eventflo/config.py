@@ -21,11 +21,19 @@ def _positive_int(raw: str) -> int:
     return value
 
 
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0 or value == float("inf"):
-        raise ValueError("must be a positive number")
-    return value
+DAY = 86_400.0
+
+
+def _seconds(*, at_least: float = 0.001, at_most: float = DAY) -> Callable[[str], float]:
+    """A duration in seconds within bounds: PostgreSQL would reject (or silently ignore) others later."""
+
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not at_least <= value <= at_most:  # also false for nan
+            raise ValueError(f"must be a number of seconds from {at_least:g} to {at_most:g}")
+        return value
+
+    return parse
 
 
 def _database_url(raw: str) -> str:
@@ -56,29 +64,29 @@ class Config:
     )
     pool_timeout: float = dataclasses.field(
         default=5.0,
-        metadata={"parse": _positive_float, "doc": "seconds to wait for a pooled connection (then 503)"},
+        metadata={"parse": _seconds(), "doc": "seconds to wait for a pooled connection (then 503)"},
     )
     statement_timeout: float = dataclasses.field(
-        default=10.0, metadata={"parse": _positive_float, "doc": "seconds, on the app's connections"}
+        default=10.0, metadata={"parse": _seconds(), "doc": "seconds, on the app's connections"}
     )
     batch_size: int = dataclasses.field(
         default=100, metadata={"parse": _positive_int, "doc": "events a worker claims at once"}
     )
     lease_seconds: float = dataclasses.field(
-        default=30.0, metadata={"parse": _positive_float, "doc": "how long a claim is valid"}
+        default=30.0, metadata={"parse": _seconds(at_least=1.0), "doc": "how long a claim is valid"}
     )
     max_attempts: int = dataclasses.field(
         default=5, metadata={"parse": _positive_int, "doc": "attempts before an event fails"}
     )
     retry_base_seconds: float = dataclasses.field(
-        default=1.0, metadata={"parse": _positive_float, "doc": "first retry back-off (doubles)"}
+        default=1.0, metadata={"parse": _seconds(), "doc": "first retry back-off (doubles)"}
     )
     retry_max_seconds: float = dataclasses.field(
-        default=300.0, metadata={"parse": _positive_float, "doc": "longest retry back-off"}
+        default=300.0, metadata={"parse": _seconds(at_most=7 * DAY), "doc": "longest retry back-off"}
     )
     poll_interval: float = dataclasses.field(
         default=2.0,
-        metadata={"parse": _positive_float, "doc": "seconds an idle worker waits for NOTIFY before polling"},
+        metadata={"parse": _seconds(at_most=3600.0), "doc": "seconds an idle worker waits for NOTIFY before polling"},
     )
     max_body_bytes: int = dataclasses.field(
         default=1_048_576, metadata={"parse": _positive_int, "doc": "largest accepted request body"}
@@ -91,7 +99,7 @@ class Config:
         default=32, metadata={"parse": _positive_int, "doc": "deepest accepted JSON nesting of a request body"}
     )
     max_wait_seconds: float = dataclasses.field(
-        default=30.0, metadata={"parse": _positive_float, "doc": "cap on GET /events/{id}?wait="}
+        default=30.0, metadata={"parse": _seconds(at_most=3600.0), "doc": "cap on GET /events/{id}?wait="}
     )
     list_limit_max: int = dataclasses.field(
         default=200, metadata={"parse": _positive_int, "doc": "cap on GET /events?limit="}

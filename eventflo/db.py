@@ -21,11 +21,20 @@ def connection_kwargs(config: Config, application_name: str) -> dict[str, object
     session from pinning the vacuum horizon of the hot table.
     """
     statement_ms = int(config.statement_timeout * 1000)
+    # A partitioned network drops packets instead of refusing them; without
+    # these, a read on a dead connection would wait for TCP's own timeout
+    # (minutes) and no request could answer 503 in time.
+    dead_after_ms = int(max(config.pool_timeout, config.statement_timeout) * 1000) + 1000
     return {
         "autocommit": True,
         "row_factory": dict_row,
         "application_name": application_name,
-        "connect_timeout": max(1, int(config.pool_timeout)),
+        "connect_timeout": max(2, int(config.pool_timeout)),
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": dead_after_ms,
         "options": (
             f"-c statement_timeout={statement_ms}"
             f" -c idle_in_transaction_session_timeout={statement_ms}"
@@ -41,9 +50,9 @@ def connect(config: Config, application_name: str) -> psycopg.Connection[dict[st
 
 
 def create_pool(config: Config, application_name: str = "eventflo-api") -> psycopg_pool.ConnectionPool:
-    """A pool for this process, opened now: a wrong URL or a down database fails here, at start-up.
+    """A pool for this process; it connects in the background and keeps trying while the database is down.
 
-    Never call it before a fork; each process needs its own pool.
+    Never share it across a fork; each process needs its own pool.
     """
     pool = psycopg_pool.ConnectionPool(
         config.require_database_url(),
@@ -55,13 +64,7 @@ def create_pool(config: Config, application_name: str = "eventflo-api") -> psyco
         open=False,
         name=application_name,
     )
-    try:
-        pool.open(wait=True, timeout=config.pool_timeout)
-    except psycopg_pool.PoolTimeout as exc:
-        pool.close()
-        raise errors.DatabaseUnavailable(
-            f"could not connect to the database within {config.pool_timeout:g} s"
-        ) from exc
+    pool.open(wait=False)
     return pool
 
 
@@ -73,5 +76,11 @@ def borrow(pool: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection[dic
             yield conn
     except psycopg_pool.PoolTimeout as exc:
         raise errors.DatabaseUnavailable("no database connection became available in time") from exc
+    except psycopg.errors.QueryCanceled as exc:
+        raise errors.DatabaseUnavailable(
+            "the database did not answer within the statement timeout"
+        ) from exc
+    except psycopg.errors.DeadlockDetected as exc:
+        raise errors.DatabaseUnavailable("the database detected a deadlock; retry") from exc
     except psycopg.OperationalError as exc:
         raise errors.DatabaseUnavailable("the database connection failed") from exc

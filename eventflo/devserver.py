@@ -25,9 +25,17 @@ def run(config: Config, *, port: int, worker_processes: int, data_dir: str) -> i
     logs.configure(config)
     embedded = None
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     children: list[subprocess.Popen[bytes]] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():  # a second Ctrl-C: do not wait for graceful shutdowns
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
     try:
         url = config.database_url
         if url is None:

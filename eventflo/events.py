@@ -102,11 +102,22 @@ def insert_many(conn: psycopg.Connection[Row], batch: Sequence[NewEvent]) -> lis
     return answers
 
 
+def read_one_snapshot(conn: psycopg.Connection[Row]) -> None:
+    """First statement inside ``conn.transaction()``: every read that follows sees one snapshot."""
+    conn.execute(QUERIES["read_only_snapshot"])
+
+
 def get(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> Row | None:
-    """The event with its result (while completed) and its attempt history, or None."""
-    row = conn.execute(QUERIES["get_event"], {"event_id": event_id}).fetchone()
-    if row is None:
-        return None
+    """The event with its result (while completed) and its attempt history, or None.
+
+    Both reads share one snapshot, so the history never disagrees with the status.
+    """
+    with conn.transaction():
+        read_one_snapshot(conn)
+        row = conn.execute(QUERIES["get_event"], {"event_id": event_id}).fetchone()
+        if row is None:
+            return None
+        history = conn.execute(QUERIES["list_event_attempts"], {"event_id": event_id}).fetchall()
     result = None
     if row["severity"] is not None:
         result = {
@@ -117,7 +128,6 @@ def get(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> Row | None:
             "rule": row["rule_id"],
             "processed_at": row["processed_at"],
         }
-    history = conn.execute(QUERIES["list_event_attempts"], {"event_id": event_id}).fetchall()
     return {
         "event_id": row["id"],
         "event_type": row["event_type"],

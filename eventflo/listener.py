@@ -14,6 +14,7 @@ import psycopg
 
 from eventflo import db
 from eventflo.config import Config
+from eventflo.sql import QUERIES
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class Listener:
         conn: psycopg.Connection[dict[str, object]] | None = None
         try:
             conn = db.connect(self._config, self._application_name)
-            conn.execute(f"LISTEN {self._channel}")
+            conn.execute(QUERIES[f"listen_{self._channel}"])
         except psycopg.OperationalError as exc:
             if conn is not None:
                 conn.close()  # connected, but LISTEN failed: do not leak the connection

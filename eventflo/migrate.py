@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 from yoyo import get_backend, read_migrations
 
-MIGRATIONS_DIR = pathlib.Path(__file__).resolve().parent.parent / "migrations"
+# A source checkout (or editable install) has them beside the package; a
+# regular install puts them under <prefix>/share/eventflo/migrations.
+_CANDIDATES = (
+    pathlib.Path(__file__).resolve().parent.parent / "migrations",
+    pathlib.Path(sys.prefix) / "share" / "eventflo" / "migrations",
+)
+
+
+class MigrationsNotFound(RuntimeError):
+    """No migration files: applying "nothing" would leave a database without a schema."""
+
+
+def migrations_dir() -> pathlib.Path:
+    """The first candidate folder that holds migration files."""
+    for candidate in _CANDIDATES:
+        if any(candidate.glob("*.sql")):
+            return candidate
+    raise MigrationsNotFound(
+        "no migration files found in " + " or ".join(str(c) for c in _CANDIDATES)
+    )
 
 
 def yoyo_url(database_url: str) -> str:
@@ -25,7 +45,7 @@ def _plan(database_url: str) -> Iterator[tuple[Any, Any]]:
     """yoyo's backend and the migration files; yoyo never closes its connection, so we do."""
     backend = get_backend(yoyo_url(database_url))
     try:
-        yield backend, read_migrations(str(MIGRATIONS_DIR))
+        yield backend, read_migrations(str(migrations_dir()))
     finally:
         backend.connection.close()
 

@@ -113,9 +113,21 @@ def finish(
                     "backoff_seconds": list(backoffs),
                 },
             ).fetchall()
-        if completed or any(row["status"] == "failed" for row in erred):
-            conn.execute(QUERIES["notify_finished"])
+        _forget_and_notify(conn, completed=bool(completed), rows=erred)
     return len(completed), len(erred)
+
+
+def _forget_and_notify(conn: psycopg.Connection[Row], *, completed: bool, rows: Sequence[Row]) -> None:
+    """Inside the outcome's transaction: drop stale verdicts of failed events, wake long-polls.
+
+    The delete runs only when something failed (rarely), so the hot path never
+    touches the results table for it.
+    """
+    failed = [row["id"] for row in rows if row["status"] == "failed"]
+    if failed:
+        conn.execute(QUERIES["forget_results"], {"event_ids": failed})
+    if completed or failed:
+        conn.execute(QUERIES["notify_finished"])
 
 
 def rescue_expired(
@@ -126,8 +138,7 @@ def rescue_expired(
         rows = conn.execute(
             QUERIES["rescue_expired"], {"max_attempts": max_attempts, "limit": limit}
         ).fetchall()
-        if any(row["status"] == "failed" for row in rows):
-            conn.execute(QUERIES["notify_finished"])
+        _forget_and_notify(conn, completed=False, rows=rows)
     return rows
 
 

@@ -66,7 +66,10 @@ NUMERIC_FIELDS: Mapping[str, tuple[str, ...]] = {
 
 def _number(payload: Payload, field: str) -> float:
     value = payload.get(field, 0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # bool is an int subclass; ints are always finite (math.isfinite overflows on huge ones).
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RuleError(f"payload.{field} must be a finite number, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
         raise RuleError(f"payload.{field} must be a finite number, got {value!r}")
     return value
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import psycopg
 
+from eventflo import events
 from eventflo.sql import QUERIES
 
 STATUSES = ("queued", "processing", "completed", "failed")
@@ -15,7 +16,7 @@ SEVERITIES = ("LOW", "WARNING", "HIGH", "CRITICAL")
 def collect(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, Any]:
     """Read the snapshot in one transaction, so its numbers agree with each other."""
     with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        events.read_one_snapshot(conn)
         by_status = {row["status"]: row["count"] for row in conn.execute(QUERIES["count_by_status"])}
         by_severity = {
             row["severity"]: row["count"] for row in conn.execute(QUERIES["count_by_severity"])

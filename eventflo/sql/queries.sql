@@ -15,7 +15,8 @@ inserted AS (
     INSERT INTO events (id, event_type, source, payload, idempotency_key, request_fingerprint)
     SELECT id, event_type, source, payload, idempotency_key, request_fingerprint
     FROM submitted
-    ORDER BY position
+    -- Keys in one global order: two batches sharing keys wait, never deadlock.
+    ORDER BY idempotency_key, position
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, status
 )
@@ -29,6 +30,10 @@ ORDER BY s.position;
 SELECT idempotency_key, id, status, request_fingerprint
 FROM events
 WHERE idempotency_key = ANY (%(idempotency_keys)s::text[]);
+
+-- name: read_only_snapshot
+-- First statement of a transaction whose reads must agree with each other.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
 
 -- name: get_event
 -- One event with its result; the result shows only while the event is completed.
@@ -170,6 +175,18 @@ history AS (
     FROM updated AS u
 )
 SELECT u.id, u.status FROM updated AS u;
+
+-- name: listen_eventflo_queued
+-- Workers wake up on new or replayed events.
+LISTEN eventflo_queued;
+
+-- name: listen_eventflo_finished
+-- API processes wake long-polling requests when events finish.
+LISTEN eventflo_finished;
+
+-- name: forget_results
+-- A replayed event that failed in its new run keeps no verdict from an earlier one.
+DELETE FROM event_processing_results WHERE event_id = ANY (%(event_ids)s::uuid[]);
 
 -- name: notify_finished
 -- Wake API requests long-polling for a result; one hint per batch, never per event.

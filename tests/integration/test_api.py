@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import json
 import re
 import threading
@@ -67,7 +68,7 @@ def wait_for_api_listener(conn: psycopg.Connection[Any], timeout: float = 10.0) 
     while time.monotonic() < deadline:
         row = conn.execute(
             "SELECT 1 FROM pg_stat_activity WHERE application_name = 'eventflo-api-listener'"
-            " AND query = 'LISTEN eventflo_finished' AND state = 'idle'"
+            " AND query LIKE '%LISTEN eventflo_finished' AND state = 'idle'"
             " AND datname = current_database()"
         ).fetchone()
         if row is not None:
@@ -183,7 +184,9 @@ def test_malformed_event_id_is_400(client, bad_id):
 # -- GET /events/{id}?wait= ----------------------------------------------
 
 
-def test_wait_returns_as_soon_as_the_event_completes(client, config, conn):
+def test_wait_returns_as_soon_as_the_event_completes(app, client, config, conn):
+    # Without its fallback poll, only the worker's NOTIFY can wake the request in time.
+    app.extensions["eventflo"].finished_listener.FALLBACK_POLL = 30.0
     event_id = post_event(client).get_json()["event_id"]
 
     def complete_while_the_request_waits() -> int:
@@ -562,6 +565,38 @@ def test_database_down_is_503_fast_and_the_api_recovers(make_app, database_url):
         assert response.status_code == 202
         assert client.get(f"/events/{event_id}").get_json()["status"] == "queued"
         assert client.get(response.headers["Location"]).status_code == 200
+
+
+def test_database_down_at_start_up_is_503_not_a_crash(make_app):
+    app = make_app(database_url="postgresql://nobody@127.0.0.1:1/nothing", pool_timeout=1.0)
+    client = app.test_client()
+    started = time.monotonic()
+    assert_problem(client.get("/events"), 503)
+    assert time.monotonic() - started < 5
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_truncated(make_app, conn):
+    client = make_app(max_body_bytes=1000).test_client()
+    body = json.dumps({"event_type": "x", "payload": {"s": "a" * 5000}}).encode()
+    response = client.post(
+        "/events",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        # What gunicorn says of a chunked body: the stream ends where the body ends.
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert_problem(response, 413)
+    assert count_events(conn) == 0
+
+
+def test_an_integer_beyond_any_double_is_stored_and_judged(client, config):
+    response = post_event(client, {"event_type": "payment_failed", "payload": {"amount": 10**400}})
+    assert response.status_code == 202
+    run_worker_once(config)
+    body = client.get(response.headers["Location"]).get_json()
+    assert body["result"]["rule"] == "payment_failed.large"
+    assert body["payload"]["amount"] == 10**400
 
 
 # -- OpenAPI ------------------------------------------------------------

@@ -286,7 +286,8 @@ def test_replay_rejects_bad_options_clearly_and_changes_nothing(invoke, conn, ar
 
 
 @pytest.mark.parametrize(
-    "command", [["stats"], ["replay"], ["replay", "--dry-run"], ["migrate"], ["migrate", "--list"]]
+    "command",
+    [["stats"], ["replay"], ["replay", "--dry-run"], ["migrate"], ["migrate", "--list"], ["serve"]],
 )
 def test_an_unreachable_database_is_a_one_line_error(invoke, command):
     result = invoke(*command, env=_env(UNREACHABLE))

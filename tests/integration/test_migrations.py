@@ -56,6 +56,12 @@ def test_hot_table_has_its_own_vacuum_settings(conn):
     assert settings["autovacuum_vacuum_cost_delay"] == "0"
 
 
+def test_no_migration_files_is_an_error_not_an_empty_success(monkeypatch, tmp_path, database_url):
+    monkeypatch.setattr(migrate, "_CANDIDATES", (tmp_path / "nowhere",))
+    with pytest.raises(migrate.MigrationsNotFound, match="no migration files"):
+        migrate.apply(database_url)
+
+
 def test_yoyo_url_uses_psycopg3():
     assert migrate.yoyo_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert migrate.yoyo_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"

@@ -478,6 +478,16 @@ def test_replay_of_a_completed_event_keeps_one_result_and_replaces_it(conn, one_
     assert [h["outcome"] for h in shown["history"]] == ["completed", "completed"]
 
 
+def test_a_replayed_completed_event_that_then_fails_keeps_no_old_verdict(conn, one_of_each):
+    event_id = one_of_each["completed"]
+    assert queue.replay(conn, [event_id], ("completed",)) == 1
+    claimed = _claim(conn, "worker-b", batch_size=1)
+    assert _fail(conn, claimed, worker_id="worker-b", permanent=True) == (0, 1)
+
+    assert _row(conn, event_id)["status"] == "failed"
+    assert _results(conn, event_id) == []
+
+
 def test_replay_selects_by_type_time_range_and_ids(conn):
     old = _insert(conn, "sla_breach")
     new = _insert(conn, "payment_failed")

@@ -65,6 +65,18 @@ def test_at_most_one_result_per_event_and_results_go_with_their_event(conn):
     assert conn.execute("SELECT count(*) AS n FROM event_processing_results").fetchone()["n"] == 0
 
 
+def test_the_wake_up_trigger_fires_once_per_statement_not_per_row(conn):
+    # PostgreSQL folds identical notifications of one transaction, so counting
+    # deliveries cannot tell a per-row trigger from a per-statement one; a
+    # per-row trigger would still pay the notify queue's lock for every row.
+    trigger = conn.execute(
+        "SELECT tgtype, tgenabled FROM pg_trigger WHERE tgname = 'events_notify_queued'"
+    ).fetchone()
+    row_level_bit = 1  # TRIGGER_TYPE_ROW in PostgreSQL's pg_trigger.h
+    assert trigger["tgtype"] & row_level_bit == 0
+    assert trigger["tgenabled"] == "O"
+
+
 def test_one_notify_per_inserting_statement(database_url, conn):
     with psycopg.connect(database_url, autocommit=True) as listener:
         listener.execute("LISTEN eventflo_queued")

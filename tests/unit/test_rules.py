@@ -17,6 +17,8 @@ CASES = [
     ("payment_failed", {"amount": 999.99}, Severity.HIGH, False, "payment_failed.small"),
     ("payment_failed", {"amount": 0}, Severity.HIGH, False, "payment_failed.small"),
     ("payment_failed", {"amount": -5}, Severity.HIGH, False, "payment_failed.small"),
+    ("payment_failed", {"amount": 10**400}, Severity.CRITICAL, True, "payment_failed.large"),
+    ("payment_failed", {"amount": -(10**400)}, Severity.HIGH, False, "payment_failed.small"),
     ("payment_failed", {}, Severity.HIGH, False, "payment_failed.small"),
     ("payment_failed", {"currency": "EUR"}, Severity.HIGH, False, "payment_failed.small"),
     ("sla_breach", {"minutes_over": 30}, Severity.HIGH, True, "sla_breach.major"),
@@ -80,7 +82,12 @@ def test_a_table_without_catch_all_raises_rule_error():
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**308)  # beyond any double: must not overflow
+    | st.floats(allow_nan=False)
+    | st.text(),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
     max_leaves=20,
 )
