@@ -1,4 +1,4 @@
-"""The ``eventflo`` command: migrate, serve, worker, replay, stats and dev."""
+"""The ``eventflo`` command: migrate, serve, worker, replay, stats, dev and bench."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from eventflo import db, migrate, queue, stats
+from eventflo import bench, db, migrate, queue, stats
 from eventflo.config import Config, ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -237,3 +237,60 @@ def dev(port: int, worker_processes: int, data_dir: str) -> None:
 
     sys.exit(devserver.run(_config(), port=port, worker_processes=worker_processes, data_dir=data_dir))
 
+
+@main.command("bench")
+@click.argument("modes", nargs=-1, metavar="[MODE]...", type=click.Choice(bench.MODE_NAMES))
+@click.option("--events", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Events per run.")
+@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Worker processes.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Events a worker claims at once.")
+@click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Runs per figure; the report shows their median and min-max.")
+@click.option("--growth-rows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="Completed events stored for the second half of the growth mode.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--keep", is_flag=True, help="Keep the scratch database afterwards.")
+@database_errors
+def bench_command(
+    modes: tuple[str, ...],
+    events: int,
+    workers: int,
+    batch_size: int,
+    runs: int,
+    growth_rows: int,
+    as_json: bool,
+    keep: bool,
+) -> None:
+    """Measure throughput on this machine, like pgbench does for PostgreSQL.
+
+    MODE is one or more of: drain (the real workers drain N queued events),
+    floor (the minimal raw-SQL claim/complete loop, for comparison), growth
+    (drain with an empty table vs with --growth-rows completed events
+    stored). Default: drain floor.
+
+    Runs in a scratch database created on the configured server (the role
+    needs CREATEDB) and dropped at the end; your data is never touched.
+    """
+    from eventflo.bench import report
+
+    config = _config()
+    url = _database_url(config)
+    settings = bench.Settings(
+        events=events, workers=workers, batch_size=batch_size, runs=runs,
+        growth_rows=growth_rows, keep=keep,
+    )
+    try:
+        result = bench.run(
+            url,
+            settings,
+            modes or bench.DEFAULT_MODES,
+            statement_timeout=config.statement_timeout,
+            progress=lambda line: click.echo(line, err=True),
+        )
+    except bench.BenchError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(report.to_json(result), indent=2) if as_json else report.render(result))
+    if not result.ok:
+        sys.exit(1)

@@ -1,4 +1,8 @@
-"""Loads the named query blocks of ``queries.sql`` once, so Python holds no SQL strings."""
+"""Loads named query blocks from the ``.sql`` files here once, so Python holds no SQL strings.
+
+``QUERIES`` is the runtime's ``queries.sql``; other files (the benchmark's
+``bench.sql``) are read with ``load()``.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,22 @@ from importlib import resources
 _BLOCK_HEADER = re.compile(r"^-- name: (\w+)\n", re.MULTILINE)
 
 
-def _load(text: str) -> dict[str, str]:
+def _load(text: str, filename: str = "queries.sql") -> dict[str, str]:
     """Split the file on ``-- name:`` headers; everything up to the next header is the query."""
     parts = _BLOCK_HEADER.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
     queries: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         if name in queries:
-            raise ValueError(f"query {name!r} is defined twice in queries.sql")
+            raise ValueError(f"query {name!r} is defined twice in {filename}")
         queries[name] = body.strip().rstrip(";")
     return queries
 
 
-QUERIES = _load(resources.files(__package__).joinpath("queries.sql").read_text(encoding="utf-8"))
+def load(filename: str) -> dict[str, str]:
+    """The named blocks of one ``.sql`` file of this package."""
+    text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
+    return _load(text, filename)
+
+
+QUERIES = load("queries.sql")

@@ -1,0 +1,407 @@
+"""``eventflo bench``: throughput measured on a scratch database, never on the user's data.
+
+The orchestration lives here: the scratch database (created next to the
+configured one, migrated, dropped at the end, also on Ctrl-C or SIGTERM), the
+``Bench`` context a mode runs in, repeated runs and their medians, and the
+ratios between modes. Each mode is one module of this package with a
+``SUMMARY`` line and ``run(bench) -> ModeResult``; registering a new one is a
+line in ``MODES``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import os
+import secrets
+import signal
+import statistics
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import FrameType
+from typing import Any, Protocol, cast
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg.rows import dict_row
+
+from eventflo import migrate
+from eventflo.sql import load
+
+QUERIES = load("bench.sql")
+
+# Mode name -> the module that implements it, in the order a report lists them.
+MODES: Mapping[str, str] = {
+    "drain": "eventflo.bench.drain",
+    "floor": "eventflo.bench.floor",
+    "growth": "eventflo.bench.growth",
+}
+MODE_NAMES = tuple(MODES)
+DEFAULT_MODES = ("drain", "floor")
+
+# How often the bench looks at the database while something runs (the queue, the gate).
+POLL_SECONDS = 0.05
+
+Connection = psycopg.Connection[dict[str, Any]]
+Sample = dict[str, float]
+Progress = Callable[[str], None]
+
+
+class BenchError(Exception):
+    """The bench cannot run, or a run failed its own check: the user gets a message, no number."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the user asked for; every report repeats it, because the figures depend on it."""
+
+    events: int = 100_000
+    workers: int = 4
+    batch_size: int = 100
+    runs: int = 3
+    growth_rows: int = 1_000_000
+    keep: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One measured quantity over all runs; the median is the figure, min and max its spread."""
+
+    key: str
+    label: str
+    unit: str
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ratio:
+    """A quotient of two medians, e.g. EventFlo's drain rate over the floor's."""
+
+    key: str
+    label: str
+    value: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ModeResult:
+    """What one mode measured, or why it has no figures (``error``)."""
+
+    mode: str
+    figures: tuple[Figure, ...] = ()
+    ratios: tuple[Ratio, ...] = ()
+    error: str | None = None
+
+    def figure(self, key: str) -> Figure | None:
+        return next((f for f in self.figures if f.key == key), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Environment:
+    """The facts of the machine and server that produced the figures."""
+
+    server_version: str
+    fsync: str
+    synchronous_commit: str
+    payload_bytes: int
+    cpu_count: int | None
+    scratch_database: str
+    kept: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    settings: Settings
+    modes: tuple[str, ...]
+    environment: Environment
+    results: tuple[ModeResult, ...]
+    ratios: tuple[Ratio, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(result.error is None for result in self.results)
+
+
+class Mode(Protocol):
+    """The interface of a mode module."""
+
+    SUMMARY: str
+
+    def run(self, bench: Bench) -> ModeResult: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """A ratio between two modes' figures, reported when both modes ran."""
+
+    key: str
+    label: str
+    numerator: tuple[str, str]
+    denominator: tuple[str, str]
+
+
+COMPARISONS = (
+    Comparison(
+        "drain_vs_floor",
+        "EventFlo drain / floor (events/s)",
+        ("drain", "events_per_s"),
+        ("floor", "events_per_s"),
+    ),
+)
+
+
+def mode(name: str) -> Mode:
+    """The module of a registered mode, imported on first use."""
+    return cast(Mode, importlib.import_module(MODES[name]))
+
+
+def figures(samples: Sequence[Sample], specs: Sequence[tuple[str, str, str]]) -> tuple[Figure, ...]:
+    """Turn per-run samples into figures; ``specs`` are (key, label, unit) in report order."""
+    return tuple(
+        Figure(key, label, unit, tuple(s[key] for s in samples)) for key, label, unit in specs
+    )
+
+
+class Bench:
+    """What a mode runs with: the settings, the scratch database, its statistics, progress lines."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        admin: Connection,
+        database: str,
+        url: str,
+        statement_timeout: float,
+        progress: Progress,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.url = url
+        # Real workers give up on a statement after this long, so a start gate
+        # must open well before it.
+        self.gate_timeout = max(1.0, 0.8 * statement_timeout)
+        self.progress = progress
+        self._admin = admin
+
+    def connect(self, purpose: str) -> Connection:
+        """An autocommit connection to the scratch database, without a statement timeout."""
+        return psycopg.connect(
+            self.url,
+            autocommit=True,
+            row_factory=dict_row,
+            application_name=f"eventflo-bench {purpose}",
+        )
+
+    def commits(self, timeout: float = 30.0) -> int:
+        """Transactions committed in the scratch database, counted once no session is attached.
+
+        A session reports its counts when it ends (or about once a second), so
+        only with every session gone is the counter complete. Read through the
+        admin connection, whose own transactions count for another database.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            row = self._admin.execute(
+                QUERIES["scratch_statistics"], {"database": self.database}
+            ).fetchone()
+            assert row is not None
+            if row["sessions"] == 0:
+                return int(row["commits"])
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"{row['sessions']} session(s) still attached to {self.database}"
+                    f" after {timeout:g} s"
+                )
+            time.sleep(POLL_SECONDS)
+
+    def repeat(self, label: str, once: Callable[[], Sample]) -> list[Sample]:
+        """Run ``once`` ``settings.runs`` times, with a progress line for each run."""
+        samples: list[Sample] = []
+        runs = self.settings.runs
+        for number in range(1, runs + 1):
+            self.progress(f"{label}: run {number}/{runs}")
+            try:
+                sample = once()
+            except BenchError as exc:
+                raise BenchError(f"{label}, run {number}/{runs}: {exc}") from None
+            shown = ", ".join(f"{key} {value:,.2f}" for key, value in sample.items())
+            self.progress(f"{label}: run {number}/{runs}: {shown}")
+            samples.append(sample)
+        return samples
+
+
+def scratch_url(database_url: str, name: str) -> str:
+    """The configured URL with another database name (and no ``dbname`` parameter overriding it)."""
+    parts = urllib.parse.urlsplit(database_url)
+    query = [
+        (key, value)
+        for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if key != "dbname"
+    ]
+    return urllib.parse.urlunsplit(
+        parts._replace(
+            path="/" + urllib.parse.quote(name, safe=""), query=urllib.parse.urlencode(query)
+        )
+    )
+
+
+def scratch_name(configured: str) -> str:
+    """``<configured>_bench_<6 hex>``, cut to fit PostgreSQL's 63-byte identifiers."""
+    suffix = f"_bench_{secrets.token_hex(3)}"
+    base = configured.encode()[: 63 - len(suffix)].decode(errors="ignore")
+    return base + suffix
+
+
+@contextlib.contextmanager
+def scratch_database(
+    admin: Connection, database_url: str, *, keep: bool, progress: Progress
+) -> Iterator[tuple[str, str]]:
+    """Create and migrate a scratch database; drop it on the way out unless ``keep``.
+
+    Yields (name, URL). The drop also runs on KeyboardInterrupt (Ctrl-C, and
+    SIGTERM while ``run`` is active), and disconnects anything left attached.
+    """
+    configured = admin.info.dbname
+    prefix = f"{configured}_bench_"
+    leftovers = [
+        row["datname"]
+        for row in admin.execute(
+            QUERIES["leftover_databases"], {"prefix": prefix, "current": configured}
+        )
+    ]
+    if leftovers:
+        progress(
+            "note: scratch databases of earlier bench runs exist (kept with --keep, or killed): "
+            + ", ".join(leftovers)
+        )
+    name = scratch_name(configured)
+    try:
+        admin.execute(pgsql.SQL(QUERIES["create_database"]).format(database=pgsql.Identifier(name)))
+    except psycopg.errors.InsufficientPrivilege:
+        raise BenchError(
+            f"the bench runs in a scratch database, and role {admin.info.user!r} may not create "
+            "one; "
+            f"grant it with ALTER ROLE {admin.info.user} CREATEDB, or use a role that has it"
+        ) from None
+    progress(f"scratch database {name} created")
+    try:
+        url = scratch_url(database_url, name)
+        migrate.apply(url)
+        yield name, url
+    finally:
+        if keep:
+            progress(f"scratch database {name} kept (--keep); drop it with: DROP DATABASE {name}")
+        else:
+            admin.execute(
+                pgsql.SQL(QUERIES["drop_database"]).format(database=pgsql.Identifier(name))
+            )
+            progress(f"scratch database {name} dropped")
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the bench runs, SIGTERM unwinds like Ctrl-C, so the scratch database is dropped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _environment(bench: Bench) -> Environment:
+    with bench.connect("setup") as conn:
+        conn.execute(QUERIES["create_payload_functions"])
+        server = conn.execute(QUERIES["server_settings"]).fetchone()
+        payload = conn.execute(QUERIES["payload_bytes"]).fetchone()
+    assert server is not None and payload is not None
+    return Environment(
+        server_version=server["server_version"],
+        fsync=server["fsync"],
+        synchronous_commit=server["synchronous_commit"],
+        payload_bytes=round(payload["bytes"]),
+        cpu_count=os.cpu_count(),
+        scratch_database=bench.database,
+        kept=bench.settings.keep,
+    )
+
+
+def _comparisons(results: Sequence[ModeResult]) -> tuple[Ratio, ...]:
+    by_mode = {result.mode: result for result in results if result.error is None}
+    ratios: list[Ratio] = []
+    for comparison in COMPARISONS:
+        top, bottom = (
+            by_mode[m].figure(key) if m in by_mode else None
+            for m, key in (comparison.numerator, comparison.denominator)
+        )
+        if top is not None and bottom is not None and bottom.median > 0:
+            ratios.append(Ratio(comparison.key, comparison.label, top.median / bottom.median))
+    return tuple(ratios)
+
+
+def run(
+    database_url: str,
+    settings: Settings,
+    modes: Sequence[str],
+    *,
+    statement_timeout: float,
+    progress: Progress,
+) -> Report:
+    """Run ``modes`` in order on a fresh scratch database of the configured server.
+
+    A mode whose run fails its check is reported with its error and the
+    others still run; BenchError is raised only when nothing can run.
+    """
+    modes = tuple(dict.fromkeys(modes))  # once each, in the order asked
+    with (
+        _sigterm_interrupts(),
+        psycopg.connect(
+            database_url,
+            autocommit=True,
+            row_factory=dict_row,
+            application_name="eventflo-bench admin",
+        ) as admin,
+        scratch_database(admin, database_url, keep=settings.keep, progress=progress) as (name, url),
+    ):
+        bench = Bench(
+            settings,
+            admin=admin,
+            database=name,
+            url=url,
+            statement_timeout=statement_timeout,
+            progress=progress,
+        )
+        environment = _environment(bench)
+        results: list[ModeResult] = []
+        for name_of_mode in modes:
+            implementation = mode(name_of_mode)
+            progress(f"{name_of_mode}: {implementation.SUMMARY}")
+            try:
+                result = implementation.run(bench)
+            except BenchError as exc:
+                progress(f"{name_of_mode}: ERROR: {exc}")
+                result = ModeResult(name_of_mode, error=str(exc))
+            results.append(result)
+    ratios = tuple(r for result in results for r in result.ratios) + _comparisons(results)
+    return Report(settings, modes, environment, tuple(results), ratios)

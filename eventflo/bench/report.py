@@ -1,0 +1,122 @@
+"""A bench report as an aligned table for people, or as JSON for scripts.
+
+The JSON document::
+
+    {
+      "ok": true,                      # false when any mode failed its check
+      "settings": {"modes": [...], "events": N, "workers": W, "batch_size": B,
+                   "runs": R, "growth_rows": M or null},
+      "environment": {"server_version": "...", "fsync": "on", "synchronous_commit": "on",
+                      "payload_bytes": 52, "cpu_count": 2,
+                      "scratch_database": "...", "kept": false},
+      "modes": {"drain": {"error": null,
+                          "figures": {"events_per_s": {"label": "...", "unit": "events/s",
+                                                       "median": ..., "min": ..., "max": ...,
+                                                       "runs": [...]}, ...}},
+                ...},
+      "ratios": {"drain_vs_floor": {"label": "...", "value": 0.8}, ...}
+    }
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventflo.bench import Figure, Report
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    settings = report.settings
+    environment = report.environment
+    return {
+        "ok": report.ok,
+        "settings": {
+            "modes": list(report.modes),
+            "events": settings.events,
+            "workers": settings.workers,
+            "batch_size": settings.batch_size,
+            "runs": settings.runs,
+            "growth_rows": settings.growth_rows if "growth" in report.modes else None,
+        },
+        "environment": {
+            "server_version": environment.server_version,
+            "fsync": environment.fsync,
+            "synchronous_commit": environment.synchronous_commit,
+            "payload_bytes": environment.payload_bytes,
+            "cpu_count": environment.cpu_count,
+            "scratch_database": environment.scratch_database,
+            "kept": environment.kept,
+        },
+        "modes": {
+            result.mode: {
+                "error": result.error,
+                "figures": {figure.key: _figure_json(figure) for figure in result.figures},
+            }
+            for result in report.results
+        },
+        "ratios": {
+            ratio.key: {"label": ratio.label, "value": ratio.value} for ratio in report.ratios
+        },
+    }
+
+
+def _figure_json(figure: Figure) -> dict[str, Any]:
+    return {
+        "label": figure.label,
+        "unit": figure.unit,
+        "median": figure.median,
+        "min": figure.low,
+        "max": figure.high,
+        "runs": list(figure.values),
+    }
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
+
+
+def render(report: Report) -> str:
+    """The report as a table: settings first, then one line per figure, then the ratios."""
+    settings, environment = report.settings, report.environment
+    runs = "1 run" if settings.runs == 1 else f"medians of {settings.runs} runs (min – max)"
+    what = [
+        f"{settings.events:,} events",
+        f"{settings.workers} worker process{'es' if settings.workers != 1 else ''}",
+        f"batch size {settings.batch_size}",
+        f"payload {environment.payload_bytes} bytes (JSON, mean)",
+    ]
+    if "growth" in report.modes:
+        what.append(f"growth rows {settings.growth_rows:,}")
+    lines = [
+        f"eventflo bench: {runs}",
+        "settings  " + " · ".join(what),
+        f"server    PostgreSQL {environment.server_version} · fsync={environment.fsync}"
+        f" · synchronous_commit={environment.synchronous_commit}",
+        f"client    {environment.cpu_count or '?'} CPUs",
+        "",
+    ]
+    rows: list[tuple[str, str, str, str, str]] = [("mode", "figure", "median", "min – max", "unit")]
+    errors: list[str] = []
+    for result in report.results:
+        if result.error is not None:
+            errors.append(f"{result.mode}: ERROR: {result.error}")
+            rows.append((result.mode, "ERROR (see below)", "-", "-", ""))
+            continue
+        for figure in result.figures:
+            spread = f"{_number(figure.low)} – {_number(figure.high)}"
+            rows.append((result.mode, figure.label, _number(figure.median), spread, figure.unit))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        lines.append(
+            f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}"
+            f"  {row[3]:>{widths[3]}}  {row[4]}".rstrip()
+        )
+    if report.ratios:
+        lines.append("")
+        width = max(len(ratio.label) for ratio in report.ratios)
+        for ratio in report.ratios:
+            lines.append(f"{ratio.label:<{width}}  {ratio.value:.2f}  ({ratio.value:.0%})")
+    if errors:
+        lines.append("")
+        lines.extend(errors)
+    return "\n".join(lines)

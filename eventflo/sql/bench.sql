@@ -1,0 +1,204 @@
+-- The queries of `eventflo bench`, as named blocks loaded by eventflo/sql/__init__.py.
+-- A block starts with a line "-- name: <name>" followed by a one-line purpose.
+-- Every block except the first four runs in the bench's scratch database, never in the user's.
+
+-- name: create_database
+-- The scratch database (the name is composed in, quoted as an identifier).
+CREATE DATABASE {database};
+
+-- name: drop_database
+-- Drop the scratch database, disconnecting anything still attached to it.
+DROP DATABASE IF EXISTS {database} WITH (FORCE);
+
+-- name: leftover_databases
+-- Scratch databases of earlier bench runs that were killed before they could clean up.
+SELECT datname
+FROM pg_database
+WHERE starts_with(datname, %(prefix)s) AND datname <> %(current)s
+ORDER BY datname;
+
+-- name: scratch_statistics
+-- Client sessions still attached to the scratch database, and its committed transactions so far.
+SELECT (SELECT count(*)
+        FROM pg_stat_activity
+        WHERE datname = %(database)s AND backend_type = 'client backend') AS sessions,
+       (SELECT xact_commit FROM pg_stat_database WHERE datname = %(database)s) AS commits;
+
+-- name: server_settings
+-- The settings a report must state: what a figure means depends on them.
+SELECT current_setting('server_version') AS server_version,
+       current_setting('fsync') AS fsync,
+       current_setting('synchronous_commit') AS synchronous_commit;
+
+-- name: create_payload_functions
+-- The generated events: a mix of the default rules' event types with small JSON payloads.
+CREATE FUNCTION bench_event_type(i bigint) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (ARRAY['payment_failed', 'sla_breach', 'system_error', 'user_signup'])[i % 4 + 1]
+$$;
+-- Every default rule matches some of them: large and small payments, major and
+-- minor SLA breaches, system errors, and the catch-all.
+CREATE FUNCTION bench_payload(i bigint) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE i % 4
+        WHEN 0 THEN jsonb_build_object('amount', (i * 37) % 2000, 'currency', 'EUR', 'customer_id', i)
+        WHEN 1 THEN jsonb_build_object('minutes_over', i % 60, 'ticket', 'T-' || i)
+        WHEN 2 THEN jsonb_build_object('service', 'billing-api', 'code', 500)
+        ELSE jsonb_build_object('user_id', i, 'plan', 'free')
+    END
+$$;
+
+-- name: payload_bytes
+-- The mean size of the generated payloads as JSON text, for the report.
+SELECT avg(octet_length(bench_payload(i)::text))::float8 AS bytes
+FROM generate_series(1, 1000) AS i;
+
+-- name: truncate_events
+-- An empty queue: no events, results or attempts.
+TRUNCATE events, event_processing_results, event_attempts;
+
+-- name: delete_drained_events
+-- Remove the events of the previous drain (their results and attempts go with them), keep the stored ones.
+DELETE FROM events WHERE source = 'bench';
+
+-- name: insert_queued_events
+-- The backlog to drain: N queued events in one statement.
+INSERT INTO events (event_type, source, payload)
+SELECT bench_event_type(i), 'bench', bench_payload(i)
+FROM generate_series(1, %(events)s) AS i;
+
+-- name: store_completed_events
+-- History for the growth mode: completed events with their results and attempts, as a worker leaves them.
+WITH stored AS (
+    INSERT INTO events (event_type, source, payload, status, attempts, run_at,
+                        created_at, updated_at, started_at, completed_at)
+    SELECT bench_event_type(i), 'bench-stored', bench_payload(i), 'completed', 1, t, t, t, t, t
+    FROM generate_series(1, %(rows)s) AS i,
+         LATERAL (SELECT now() - make_interval(secs => %(rows)s - i)) AS past (t)
+    RETURNING id, started_at, completed_at
+),
+results AS (
+    INSERT INTO event_processing_results
+        (event_id, severity, classification_reason, recommendation, should_escalate, rule_id, processed_at)
+    SELECT id, 'LOW', 'No specific rule for this event type', 'No action needed; keep for the record',
+           false, 'default', completed_at
+    FROM stored
+)
+INSERT INTO event_attempts (event_id, attempt, worker_id, started_at, finished_at, outcome)
+SELECT id, 1, 'bench-stored', started_at, completed_at, 'completed'
+FROM stored;
+
+-- name: vacuum_events
+-- Settle the freshly written tables (visibility map, hint bits, statistics) before a timed run.
+VACUUM ANALYZE events, event_processing_results, event_attempts;
+
+-- name: lock_events
+-- The start gate: workers that try to claim wait here until every one of them is up.
+LOCK TABLE events IN EXCLUSIVE MODE;
+
+-- name: waiting_at_gate
+-- Sessions waiting for a lock on a table (workers lined up at the start gate).
+SELECT count(DISTINCT pid) AS waiting
+FROM pg_locks
+WHERE relation = %(table)s::regclass AND NOT granted;
+
+-- name: queue_busy
+-- Whether any event is still queued or processing; each half reads a small partial index.
+SELECT EXISTS (SELECT 1 FROM events WHERE status = 'queued')
+       OR EXISTS (SELECT 1 FROM events WHERE status = 'processing') AS busy;
+
+-- name: drain_window
+-- The drained events and the time the database saw them take: first claim to last completion.
+SELECT count(*) AS events,
+       extract(epoch FROM max(completed_at) - min(started_at))::float8 AS seconds
+FROM events
+WHERE source = 'bench';
+
+-- name: verify_drain
+-- Drained events not processed exactly once: completed in one attempt, one result row, one attempt row.
+SELECT count(*) AS events,
+       count(*) FILTER (WHERE e.status = 'completed' AND e.attempts = 1
+                          AND r.event_id IS NOT NULL
+                          AND a.rows = 1 AND a.completed = 1) AS exactly_once,
+       count(*) FILTER (WHERE e.status <> 'completed') AS not_completed,
+       count(*) FILTER (WHERE e.attempts <> 1) AS retried,
+       count(*) FILTER (WHERE r.event_id IS NULL) AS without_result
+FROM events AS e
+LEFT JOIN event_processing_results AS r ON r.event_id = e.id
+CROSS JOIN LATERAL (
+    SELECT count(*) AS rows, count(*) FILTER (WHERE x.outcome = 'completed') AS completed
+    FROM event_attempts AS x
+    WHERE x.event_id = e.id
+) AS a
+WHERE e.source = 'bench';
+
+-- name: create_floor_tables
+-- The floor's own minimal queue: a jobs table with a partial index for the claim, and a results table.
+CREATE TABLE bench_floor_jobs (
+    id        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    payload   jsonb       NOT NULL,
+    status    text        NOT NULL DEFAULT 'queued',
+    locked_by text,
+    locked_at timestamptz,
+    done_at   timestamptz
+);
+CREATE INDEX bench_floor_jobs_queued_idx ON bench_floor_jobs (id) WHERE status = 'queued';
+CREATE TABLE bench_floor_results (
+    job_id     bigint      PRIMARY KEY,
+    outcome    text        NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: truncate_floor
+-- An empty floor queue.
+TRUNCATE bench_floor_jobs, bench_floor_results RESTART IDENTITY;
+
+-- name: insert_floor_jobs
+-- The floor's backlog: the same payloads as the drain's events.
+INSERT INTO bench_floor_jobs (payload)
+SELECT bench_payload(i)
+FROM generate_series(1, %(events)s) AS i;
+
+-- name: vacuum_floor
+-- Settle the floor tables before a timed run, as vacuum_events does for the drain.
+VACUUM ANALYZE bench_floor_jobs, bench_floor_results;
+
+-- name: floor_claim
+-- Claim a batch in one statement, the minimal loop of issue 3.
+UPDATE bench_floor_jobs
+SET status = 'processing', locked_by = %(worker)s, locked_at = now()
+WHERE id IN (
+    SELECT id
+    FROM bench_floor_jobs
+    WHERE status = 'queued'
+    ORDER BY id
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, payload;
+
+-- name: floor_complete
+-- One result row per job and the jobs marked done, in one statement (one round trip, one transaction).
+WITH done AS (
+    UPDATE bench_floor_jobs
+    SET status = 'done', locked_by = NULL, done_at = now()
+    WHERE id = ANY (%(ids)s::bigint[])
+    RETURNING id
+)
+INSERT INTO bench_floor_results (job_id, outcome)
+SELECT r.job_id, r.outcome
+FROM unnest(%(ids)s::bigint[], %(outcomes)s::text[]) AS r (job_id, outcome)
+JOIN done ON done.id = r.job_id;
+
+-- name: floor_window
+-- The floor's jobs and the time the database saw them take: first claim to last completion.
+SELECT count(*) AS events,
+       extract(epoch FROM max(done_at) - min(locked_at))::float8 AS seconds
+FROM bench_floor_jobs;
+
+-- name: verify_floor
+-- Floor jobs not processed exactly once: done with one result row.
+SELECT count(*) AS events,
+       count(*) FILTER (WHERE j.status = 'done' AND r.job_id IS NOT NULL) AS exactly_once
+FROM bench_floor_jobs AS j
+LEFT JOIN bench_floor_results AS r ON r.job_id = j.id;

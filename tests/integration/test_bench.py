@@ -1,0 +1,234 @@
+"""``eventflo bench`` at a small scale on a real PostgreSQL: what a user would check.
+
+Every mode processes each event exactly once (the bench verifies it and
+reports an error instead of a number otherwise), the JSON carries the
+documented fields, and the scratch database is gone afterwards. No timing
+assertions: the bench measures speed, the tests prove it measures correctly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import urllib.parse
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from eventflo import cli
+from eventflo.bench import BenchError, drain
+from tests import postgres
+
+SMALL = ["--events", "2000", "--workers", "2", "--runs", "1"]
+
+
+def _env(database_url: str | None) -> dict[str, str | None]:
+    """Only the EVENTFLO_* variables given here; any from the calling shell are hidden."""
+    env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("EVENTFLO_")}
+    if database_url is not None:
+        env["EVENTFLO_DATABASE_URL"] = database_url
+    return env
+
+
+def _bench(database_url: str | None, *args: str):
+    return CliRunner().invoke(cli.main, ["bench", *args], env=_env(database_url))
+
+
+def _scratch_databases(pg_server: str, database_url: str) -> list[str]:
+    """Databases the bench made next to the configured one (``<name>_bench_<hex>``)."""
+    prefix = urllib.parse.urlsplit(database_url).path.lstrip("/") + "_bench_"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [prefix]
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _drop(pg_server: str, name: str) -> None:
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def _report(result) -> dict:
+    assert "Traceback" not in result.output, result.output
+    return json.loads(result.stdout)
+
+
+def _assert_figure(figure: dict) -> None:
+    assert set(figure) == {"label", "unit", "median", "min", "max", "runs"}
+    assert figure["median"] > 0 and figure["min"] > 0 and figure["max"] >= figure["min"]
+    assert len(figure["runs"]) == 1
+
+
+def test_every_mode_processes_each_event_once_and_cleans_up(pg_server, database_url):
+    result = _bench(
+        database_url, "drain", "floor", "growth", *SMALL, "--growth-rows", "5000", "--json"
+    )
+
+    assert result.exit_code == 0, result.output
+    report = _report(result)
+    # ok means every run of every mode passed the bench's exactly-once check.
+    assert report["ok"] is True
+    assert report["settings"] == {
+        "modes": ["drain", "floor", "growth"],
+        "events": 2000,
+        "workers": 2,
+        "batch_size": 100,
+        "runs": 1,
+        "growth_rows": 5000,
+    }
+    environment = report["environment"]
+    assert environment["fsync"] in ("on", "off")
+    assert environment["synchronous_commit"]
+    assert environment["server_version"][:2].isdigit()
+    assert environment["payload_bytes"] > 0
+    assert environment["cpu_count"] >= 1
+    assert environment["kept"] is False
+    for mode in ("drain", "floor"):
+        assert report["modes"][mode]["error"] is None
+        figures = report["modes"][mode]["figures"]
+        assert set(figures) == {"events_per_s", "transactions_per_s", "wall_s"}
+        for figure in figures.values():
+            _assert_figure(figure)
+    growth = report["modes"]["growth"]
+    assert growth["error"] is None
+    assert set(growth["figures"]) == {"events_per_s_empty", "events_per_s_stored"}
+    for figure in growth["figures"].values():
+        _assert_figure(figure)
+    assert set(report["ratios"]) == {"drain_vs_floor", "growth_stored_vs_empty"}
+    assert all(ratio["value"] > 0 for ratio in report["ratios"].values())
+    # Progress goes to stderr, so stdout stays parseable.
+    assert "drain: run 1/1" in result.stderr
+    assert _scratch_databases(pg_server, database_url) == []
+
+
+def test_table_by_default_and_keep_leaves_the_processed_events(pg_server, database_url):
+    result = _bench(
+        database_url, "drain", "--events", "1000", "--workers", "1", "--runs", "1", "--keep"
+    )
+
+    assert result.exit_code == 0, result.output
+    table = result.stdout
+    for setting in (
+        "1,000 events",
+        "1 worker process",
+        "batch size 100",
+        "fsync=",
+        "synchronous_commit=",
+        "PostgreSQL",
+        "bytes",
+        "CPUs",
+        "events/s (DB timestamps)",
+        "transactions/s",
+    ):
+        assert setting in table, table
+    (kept,) = _scratch_databases(pg_server, database_url)
+    try:
+        assert kept in result.stderr
+        with psycopg.connect(postgres.with_database(pg_server, kept)) as conn:
+            row = conn.execute(
+                "SELECT count(*) AS events,"
+                " count(*) FILTER (WHERE status = 'completed' AND attempts = 1) AS once,"
+                " (SELECT count(*) FROM event_processing_results) AS results,"
+                " (SELECT count(*) FROM event_attempts WHERE outcome = 'completed') AS attempts"
+                " FROM events"
+            ).fetchone()
+        assert row == (1000, 1000, 1000, 1000)
+    finally:
+        _drop(pg_server, kept)
+
+
+def test_a_run_that_fails_its_check_reports_an_error_not_a_number(
+    pg_server, database_url, monkeypatch
+):
+    def lost_one(conn, expected):
+        raise BenchError(f"1 of {expected:,} events were not processed exactly once")
+
+    monkeypatch.setattr(drain, "verify", lost_one)
+    result = _bench(
+        database_url, "drain", "floor", "--events", "300", "--workers", "1", "--runs", "1", "--json"
+    )
+
+    assert result.exit_code == 1, result.output
+    report = _report(result)
+    assert report["ok"] is False
+    assert "not processed exactly once" in report["modes"]["drain"]["error"]
+    assert report["modes"]["drain"]["figures"] == {}
+    assert report["modes"]["floor"]["error"] is None  # the other modes still ran
+    assert "drain_vs_floor" not in report["ratios"]
+    assert _scratch_databases(pg_server, database_url) == []
+
+
+def test_the_check_catches_an_event_processed_twice(conn):
+    """The verification itself, on rows as a faulty worker could leave them."""
+    conn.execute(
+        "INSERT INTO events"
+        " (event_type, source, payload, status, attempts, started_at, completed_at)"
+        " VALUES ('user_signup', 'bench', '{}', 'completed', 1, now(), now()),"
+        "        ('user_signup', 'bench', '{}', 'completed', 2, now(), now())"
+    )
+    conn.execute(
+        "INSERT INTO event_processing_results"
+        " (event_id, severity, classification_reason, recommendation, should_escalate, rule_id)"
+        " SELECT id, 'LOW', 'r', 'r', false, 'default' FROM events"
+    )
+    conn.execute(
+        "INSERT INTO event_attempts (event_id, attempt, worker_id, started_at, outcome)"
+        " SELECT id, 1, 'w', now(), 'completed' FROM events"
+    )
+    with pytest.raises(BenchError, match="1 of 2 events .* not processed exactly once"):
+        drain.verify(conn, 2)
+    conn.execute("UPDATE events SET attempts = 1")
+    drain.verify(conn, 2)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["drian"], "'drian' is not one of 'drain', 'floor', 'growth'"),
+        (["--workers", "0"], "--workers"),
+        (["--events", "many"], "'many' is not a valid integer"),
+    ],
+)
+def test_a_bad_option_is_a_usage_error(args, message):
+    result = _bench("postgresql://nobody@127.0.0.1:1/nothing", *args)
+
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_without_a_database_url_it_says_how_to_set_one():
+    result = _bench(None, "drain")
+
+    assert result.exit_code == 2, result.output
+    assert "EVENTFLO_DATABASE_URL is not set" in result.output
+
+
+def test_a_role_without_createdb_gets_a_clear_error(pg_server, database_url):
+    role, password = f"bench_nocreatedb_{secrets.token_hex(4)}", secrets.token_hex(8)
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
+    try:
+        parts = urllib.parse.urlsplit(database_url)
+        url = urllib.parse.urlunsplit(
+            parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}")
+        )
+        result = _bench(url, "drain", *SMALL)
+
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output
+        assert f"ALTER ROLE {role} CREATEDB" in result.output
+    finally:
+        with psycopg.connect(pg_server, autocommit=True, row_factory=dict_row) as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
