@@ -176,6 +176,24 @@ def figures(samples: Sequence[Sample], specs: Sequence[tuple[str, str, str]]) ->
     )
 
 
+def rates(conn: Connection, window_query: str, *, commits: int, wall_seconds: float) -> Sample:
+    """events/s and transactions/s over the window the database's own timestamps give.
+
+    ``window_query`` names a block returning ``events`` and ``seconds`` (first
+    claim to last completion), so process start-up never counts.
+    """
+    window = conn.execute(QUERIES[window_query]).fetchone()
+    assert window is not None
+    seconds = window["seconds"]
+    if not seconds or seconds <= 0:
+        raise BenchError("the database timestamps give no drain time")
+    return {
+        "events_per_s": window["events"] / seconds,
+        "transactions_per_s": commits / seconds,
+        "wall_s": wall_seconds,
+    }
+
+
 class Bench:
     """What a mode runs with: the settings, the scratch database, its statistics, progress lines."""
 

@@ -26,6 +26,7 @@ from eventflo.bench import (
     ModeResult,
     Sample,
     figures,
+    rates,
 )
 
 SUMMARY = "the real worker processes drain a backlog of N queued events"
@@ -62,16 +63,7 @@ def drain_once(bench: Bench, *, clear: str) -> Sample:
     commits = bench.commits() - commits_before - observer_commits
     with bench.connect("verify") as conn:
         verify(conn, events)
-        window = conn.execute(QUERIES["drain_window"]).fetchone()
-    assert window is not None
-    seconds = window["seconds"]
-    if not seconds or seconds <= 0:
-        raise BenchError("the database timestamps give no drain time")
-    return {
-        "events_per_s": window["events"] / seconds,
-        "transactions_per_s": commits / seconds,
-        "wall_s": drained - started,
-    }
+        return rates(conn, "drain_window", commits=commits, wall_seconds=drained - started)
 
 
 def verify(conn: Connection, expected: int) -> None:

@@ -20,7 +20,16 @@ from multiprocessing.synchronize import Barrier
 
 import psycopg
 
-from eventflo.bench import QUERIES, Bench, BenchError, Connection, ModeResult, Sample, figures
+from eventflo.bench import (
+    QUERIES,
+    Bench,
+    BenchError,
+    Connection,
+    ModeResult,
+    Sample,
+    figures,
+    rates,
+)
 
 SUMMARY = "the minimal raw-SQL claim/complete loop (issue 3) on the same events, W and B"
 
@@ -80,16 +89,7 @@ def floor_once(bench: Bench) -> Sample:
     commits = bench.commits() - commits_before
     with bench.connect("verify") as conn:
         verify(conn, settings.events)
-        window = conn.execute(QUERIES["floor_window"]).fetchone()
-    assert window is not None
-    seconds = window["seconds"]
-    if not seconds or seconds <= 0:
-        raise BenchError("the database timestamps give no drain time")
-    return {
-        "events_per_s": window["events"] / seconds,
-        "transactions_per_s": commits / seconds,
-        "wall_s": finished - started,
-    }
+        return rates(conn, "floor_window", commits=commits, wall_seconds=finished - started)
 
 
 def verify(conn: Connection, expected: int) -> None:
