@@ -107,6 +107,10 @@ class DevRun:
             kill_if_same(self.postmaster, self.postmaster_start, signal.SIGQUIT)
 
 
+# The worker supervisor and its 2 workers, gunicorn's master and its 2 workers.
+DEV_PROCESSES = 6
+
+
 @contextlib.contextmanager
 def eventflo_dev(children: Children, data_dir: pathlib.Path) -> Iterator[DevRun]:
     port = free_port()
@@ -120,6 +124,13 @@ def eventflo_dev(children: Children, data_dir: pathlib.Path) -> Iterator[DevRun]
             timeout=START_TIMEOUT,
             what=f"eventflo dev to answer on port {port}",
             interval=0.2,
+        )
+        # Workers and gunicorn's workers start in parallel with the API's first answer.
+        wait_for(
+            lambda: len(descendants(child.pid)) >= DEV_PROCESSES,
+            timeout=START_TIMEOUT,
+            what=lambda: f"{DEV_PROCESSES} processes under dev (have {descendants(child.pid)})",
+            interval=0.1,
         )
         run.record_processes()
         yield run
@@ -144,8 +155,7 @@ def assert_everything_stopped(run: DevRun) -> None:
 def test_dev_runs_everything_stops_on_ctrl_c_and_keeps_its_data(dev_children, data_dir):
     with eventflo_dev(dev_children, data_dir) as first:
         assert alive(first.postmaster)
-        # worker supervisor + 2 workers, gunicorn master + 2 workers
-        assert len(first.processes) >= 6, first.processes
+        assert len(first.processes) >= DEV_PROCESSES, first.processes
         response = first.session.post(
             f"{first.base_url}/events",
             json={"event_type": "system_error", "payload": {"code": 500}},
