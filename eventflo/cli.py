@@ -250,6 +250,12 @@ def dev(port: int, worker_processes: int, data_dir: str) -> None:
               help="Runs per figure; the report shows their median and min-max.")
 @click.option("--growth-rows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
               help="Completed events stored for the second half of the growth mode.")
+@click.option("--latency-events", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Events sent one at a time per path in the latency mode.")
+@click.option("--clients", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Concurrent HTTP clients in the ingest mode.")
+@click.option("--ingest-requests", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Single-event POSTs per ingest run (the batch run sends 10x as many events).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--keep", is_flag=True, help="Keep the scratch database afterwards.")
 @database_errors
@@ -260,6 +266,9 @@ def bench_command(
     batch_size: int,
     runs: int,
     growth_rows: int,
+    latency_events: int,
+    clients: int,
+    ingest_requests: int,
     as_json: bool,
     keep: bool,
 ) -> None:
@@ -268,7 +277,10 @@ def bench_command(
     MODE is one or more of: drain (the real workers drain N queued events),
     floor (the minimal raw-SQL claim/complete loop, for comparison), growth
     (drain with an empty table vs with --growth-rows completed events
-    stored). Default: drain floor.
+    stored), latency (one event at a time through idle workers, by SQL and
+    through the HTTP API: p50/p95/p99), ingest (--clients concurrent clients
+    POST events to the API under gunicorn, with and without the NOTIFY
+    trigger, and in batches of 1,000). Default: drain floor.
 
     Runs in a scratch database created on the configured server (the role
     needs CREATEDB) and dropped at the end; your data is never touched.
@@ -279,7 +291,8 @@ def bench_command(
     url = _database_url(config)
     settings = bench.Settings(
         events=events, workers=workers, batch_size=batch_size, runs=runs,
-        growth_rows=growth_rows, keep=keep,
+        growth_rows=growth_rows, latency_events=latency_events, clients=clients,
+        ingest_requests=ingest_requests, keep=keep,
     )
     try:
         result = bench.run(

@@ -38,6 +38,8 @@ MODES: Mapping[str, str] = {
     "drain": "eventflo.bench.drain",
     "floor": "eventflo.bench.floor",
     "growth": "eventflo.bench.growth",
+    "latency": "eventflo.bench.latency",
+    "ingest": "eventflo.bench.ingest",
 }
 MODE_NAMES = tuple(MODES)
 DEFAULT_MODES = ("drain", "floor")
@@ -63,6 +65,9 @@ class Settings:
     batch_size: int = 100
     runs: int = 3
     growth_rows: int = 1_000_000
+    latency_events: int = 1000
+    clients: int = 8
+    ingest_requests: int = 5000
     keep: bool = False
 
 
@@ -160,6 +165,12 @@ COMPARISONS = (
         "EventFlo drain / floor (events/s)",
         ("drain", "events_per_s"),
         ("floor", "events_per_s"),
+    ),
+    Comparison(
+        "ingest_without_vs_with_notify",
+        "ingest without NOTIFY / with (requests/s)",
+        ("ingest", "requests_per_s_no_notify"),
+        ("ingest", "requests_per_s"),
     ),
 )
 

@@ -114,14 +114,14 @@ def _run_workers(bench: Bench, log: IO[bytes]) -> tuple[int, float]:
                     break
                 if workers.poll() is not None:
                     raise BenchError(
-                        f"the workers exited early (status {workers.returncode}){_tail(log)}"
+                        f"the workers exited early (status {workers.returncode}){log_tail(log)}"
                     )
                 time.sleep(POLL_SECONDS)
             drained = time.perf_counter()
         status = _stop(workers)
         stopped_cleanly = True
         if status != 0:
-            raise BenchError(f"the workers exited with status {status} on SIGTERM{_tail(log)}")
+            raise BenchError(f"the workers exited with status {status} on SIGTERM{log_tail(log)}")
     finally:
         if workers is not None and not stopped_cleanly:
             _stop(workers)
@@ -141,7 +141,7 @@ def _wait_at_gate(
             return
         if workers.poll() is not None:
             raise BenchError(
-                f"the workers exited at start-up (status {workers.returncode}){_tail(log)}"
+                f"the workers exited at start-up (status {workers.returncode}){log_tail(log)}"
             )
         if time.monotonic() > deadline:
             bench.progress(
@@ -164,7 +164,7 @@ def _stop(workers: subprocess.Popen[bytes]) -> int:
     return workers.returncode
 
 
-def _tail(log: IO[bytes], limit: int = 2000) -> str:
+def log_tail(log: IO[bytes], limit: int = 2000) -> str:
     """The end of the workers' output, to show with an error."""
     log.flush()
     log.seek(0)

@@ -5,7 +5,8 @@ The JSON document::
     {
       "ok": true,                      # false when any mode failed its check
       "settings": {"modes": [...], "events": N, "workers": W, "batch_size": B,
-                   "runs": R, "growth_rows": M or null},
+                   "runs": R, "growth_rows": M or null, "latency_events": N or null,
+                   "clients": C or null, "ingest_requests": N or null},
       "environment": {"server_version": "...", "fsync": "on", "synchronous_commit": "on",
                       "payload_bytes": 52, "cpu_count": 2,
                       "scratch_database": "...", "kept": false},
@@ -37,6 +38,9 @@ def to_json(report: Report) -> dict[str, Any]:
             "batch_size": settings.batch_size,
             "runs": settings.runs,
             "growth_rows": settings.growth_rows if "growth" in report.modes else None,
+            "latency_events": settings.latency_events if "latency" in report.modes else None,
+            "clients": settings.clients if "ingest" in report.modes else None,
+            "ingest_requests": settings.ingest_requests if "ingest" in report.modes else None,
         },
         "environment": {
             "server_version": environment.server_version,
@@ -87,6 +91,13 @@ def render(report: Report) -> str:
     ]
     if "growth" in report.modes:
         what.append(f"growth rows {settings.growth_rows:,}")
+    if "latency" in report.modes:
+        what.append(f"latency events {settings.latency_events:,}")
+    if "ingest" in report.modes:
+        what.append(
+            f"ingest {settings.ingest_requests:,} requests from {settings.clients} client"
+            f"{'s' if settings.clients != 1 else ''}"
+        )
     lines = [
         f"eventflo bench: {runs}",
         "settings  " + " · ".join(what),

@@ -202,3 +202,49 @@ SELECT count(*) AS events,
        count(*) FILTER (WHERE j.status = 'done' AND r.job_id IS NOT NULL) AS exactly_once
 FROM bench_floor_jobs AS j
 LEFT JOIN bench_floor_results AS r ON r.job_id = j.id;
+
+-- name: listening_workers
+-- Worker processes connected and listening for new events (their listeners' sessions).
+SELECT count(*) AS listening
+FROM pg_stat_activity
+WHERE datname = current_database() AND starts_with(application_name, 'eventflo-listen ');
+
+-- name: generated_events
+-- The same event types and payloads as the other modes, for clients that send them one by one.
+SELECT bench_event_type(i) AS event_type, bench_payload(i) AS payload
+FROM generate_series(1, %(events)s) AS i;
+
+-- name: insert_one_event
+-- One event, committed on its own (the latency mode's database path).
+INSERT INTO events (event_type, source, payload)
+VALUES (%(event_type)s, 'bench', %(payload)s)
+RETURNING id;
+
+-- name: event_status
+-- The status of one event, re-read after each wake-up.
+SELECT status FROM events WHERE id = %(id)s;
+
+-- name: listen_finished
+-- Wake up when a worker finishes a batch (one NOTIFY per batch).
+LISTEN eventflo_finished;
+
+-- name: wakeup_seconds
+-- Insert to claim as the database saw it: started_at minus created_at of the given events.
+SELECT extract(epoch FROM started_at - created_at)::float8 AS seconds
+FROM events
+WHERE id = ANY (%(ids)s::uuid[]);
+
+-- name: verify_ingest
+-- Accepted events stored exactly once: rows with the answered ids, and all rows of the run.
+SELECT count(*) FILTER (WHERE id = ANY (%(ids)s::uuid[])) AS accepted,
+       count(*) AS events
+FROM events
+WHERE source = 'bench';
+
+-- name: disable_notify_trigger
+-- The ingest mode's comparison run: inserts without the NOTIFY wake-up.
+ALTER TABLE events DISABLE TRIGGER events_notify_queued;
+
+-- name: enable_notify_trigger
+-- Back to normal after the run without NOTIFY.
+ALTER TABLE events ENABLE TRIGGER events_notify_queued;

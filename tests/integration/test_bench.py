@@ -82,6 +82,9 @@ def test_every_mode_processes_each_event_once_and_cleans_up(pg_server, database_
         "batch_size": 100,
         "runs": 1,
         "growth_rows": 5000,
+        "latency_events": None,
+        "clients": None,
+        "ingest_requests": None,
     }
     environment = report["environment"]
     assert environment["fsync"] in ("on", "off")
@@ -105,6 +108,51 @@ def test_every_mode_processes_each_event_once_and_cleans_up(pg_server, database_
     assert all(ratio["value"] > 0 for ratio in report["ratios"].values())
     # Progress goes to stderr, so stdout stays parseable.
     assert "drain: run 1/1" in result.stderr
+    assert _scratch_databases(pg_server, database_url) == []
+
+
+def test_latency_and_ingest_check_every_event_and_clean_up(pg_server, database_url):
+    result = _bench(
+        database_url,
+        "latency",
+        "ingest",
+        "--workers", "2",
+        "--runs", "1",
+        "--latency-events", "30",
+        "--ingest-requests", "300",
+        "--clients", "2",
+        "--json",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    report = _report(result)
+    # ok means every event of every run was stored (and, for latency, completed) exactly once.
+    assert report["ok"] is True
+    settings = report["settings"]
+    assert (settings["latency_events"], settings["clients"], settings["ingest_requests"]) == (
+        30,
+        2,
+        300,
+    )
+    latency = report["modes"]["latency"]
+    assert latency["error"] is None
+    assert set(latency["figures"]) == {
+        f"{path}_p{p}_ms" for path in ("db", "http") for p in (50, 95, 99)
+    } | {"wakeup_p50_ms", "wakeup_p99_ms"}
+    ingest = report["modes"]["ingest"]
+    assert ingest["error"] is None
+    assert set(ingest["figures"]) == {
+        "requests_per_s",
+        "p99_ms",
+        "requests_per_s_no_notify",
+        "p99_ms_no_notify",
+        "batch_events_per_s",
+        "batch_p99_ms",
+    }
+    for figure in (*latency["figures"].values(), *ingest["figures"].values()):
+        _assert_figure(figure)
+    assert set(report["ratios"]) == {"ingest_without_vs_with_notify"}
+    assert report["ratios"]["ingest_without_vs_with_notify"]["value"] > 0
     assert _scratch_databases(pg_server, database_url) == []
 
 
@@ -191,7 +239,8 @@ def test_the_check_catches_an_event_processed_twice(conn):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["drian"], "'drian' is not one of 'drain', 'floor', 'growth'"),
+        (["drian"], "'drian' is not one of 'drain', 'floor', 'growth', 'latency', 'ingest'"),
+        (["--clients", "0"], "--clients"),
         (["--workers", "0"], "--workers"),
         (["--events", "many"], "'many' is not a valid integer"),
     ],
