@@ -16,7 +16,6 @@ from eventflo import db, events, jsonbody, schemas
 from eventflo.errors import EventNotFound, MalformedRequest, ProblemSchema
 from eventflo.events import Cursor
 
-FINISHED = ("completed", "failed")
 
 
 class StrictJSONParser(FlaskParser):
@@ -167,7 +166,7 @@ def _wait_until_finished(event_id: uuid.UUID, wait: float) -> None:
         with db.borrow(state.pool) as conn:
             status = events.get_status(conn, event_id)
         remaining = deadline - time.monotonic()
-        if status is None or status in FINISHED or remaining <= 0:
+        if status is None or status in events.FINISHED or remaining <= 0:
             return
         state.finished_listener.wait_for_next(generation, timeout=remaining)
 

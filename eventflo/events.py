@@ -18,6 +18,10 @@ from eventflo.sql import QUERIES
 
 Row = dict[str, Any]
 
+# The lifecycle, as the database's event_status enum spells it.
+STATUSES = ("queued", "processing", "completed", "failed")
+FINISHED = ("completed", "failed")
+
 
 @dataclasses.dataclass(frozen=True)
 class NewEvent:

@@ -12,10 +12,9 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from eventflo import rules
-from eventflo.events import Cursor
+from eventflo.events import STATUSES, Cursor
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,99}$"
-STATUSES = ("queued", "processing", "completed", "failed")
 
 
 class FullMatch(validate.Regexp):

@@ -6,11 +6,9 @@ from typing import Any
 
 import psycopg
 
-from eventflo import events
+from eventflo import events, rules
 from eventflo.sql import QUERIES
 
-STATUSES = ("queued", "processing", "completed", "failed")
-SEVERITIES = ("LOW", "WARNING", "HIGH", "CRITICAL")
 
 
 def collect(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, Any]:
@@ -23,8 +21,8 @@ def collect(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, Any]:
         }
         oldest = conn.execute(QUERIES["oldest_queued_age"]).fetchone()
     return {
-        "by_status": {status: by_status.get(status, 0) for status in STATUSES},
-        "by_severity": {severity: by_severity.get(severity, 0) for severity in SEVERITIES},
+        "by_status": {status: by_status.get(status, 0) for status in events.STATUSES},
+        "by_severity": {s.value: by_severity.get(s.value, 0) for s in rules.Severity},
         "oldest_queued_age_seconds": oldest["seconds"] if oldest else None,
     }
 
