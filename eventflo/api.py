@@ -191,7 +191,7 @@ def list_events(args: dict[str, Any]) -> Any:
     if len(rows) == limit:
         last = rows[-1]
         query = {k: v for k, v in flask.request.args.items() if k != "cursor"}
-        query["cursor"] = schemas.CursorField.encode(Cursor(last["created_at"], last["event_id"]))
+        query["cursor"] = schemas.CursorField.encode(Cursor(last["event_id"]))
         # Relative: an absolute URL would echo the client's Host header back.
         next_url = f"{flask.request.path}?{urllib.parse.urlencode(query)}"
         headers["Link"] = f'<{next_url}>; rel="next"'

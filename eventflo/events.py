@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 import uuid
@@ -157,9 +156,8 @@ def get_status(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> str | None
 
 @dataclasses.dataclass(frozen=True)
 class Cursor:
-    """Where a page ends: the (created_at, id) of its last row."""
+    """Where a page ends: the id of its last row (ids order events by insert time)."""
 
-    created_at: dt.datetime
     event_id: uuid.UUID
 
 
@@ -178,7 +176,6 @@ def list_recent(
             "limit": limit,
             "status": status,
             "event_type": event_type,
-            "after_created_at": after.created_at if after else None,
             "after_id": after.event_id if after else None,
         },
     ).fetchall()

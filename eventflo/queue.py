@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from eventflo.rules import Classification
 from eventflo.sql import QUERIES
@@ -28,7 +29,9 @@ class Claimed:
     event_type: str
     payload: dict[str, Any]
     attempt: int
-    created_at: dt.datetime
+    # When the lease was taken: with the worker id, it names the lease the
+    # completion is fenced on.
+    leased_at: dt.datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +53,13 @@ def claim(
     conn: psycopg.Connection[Row], *, worker_id: str, batch_size: int, lease_seconds: float
 ) -> list[Claimed]:
     """Lease up to ``batch_size`` due events; the claim commits before any rule runs."""
-    rows = conn.execute(
-        QUERIES["claim_events"],
-        {"worker_id": worker_id, "batch_size": batch_size, "lease_seconds": lease_seconds},
-    ).fetchall()
-    return [
-        Claimed(row["id"], row["event_type"], row["payload"], row["attempts"], row["created_at"])
-        for row in rows
-    ]
+    # Binary rows and plain tuples: decoding the batch is most of a worker's own cost.
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        rows = cursor.execute(
+            QUERIES["claim_events"],
+            {"worker_id": worker_id, "batch_size": batch_size, "lease_seconds": lease_seconds},
+        ).fetchall()
+    return [Claimed(*row) for row in rows]
 
 
 def backoff_seconds(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
@@ -79,27 +81,28 @@ def finish(
 ) -> tuple[int, int]:
     """Write a batch's outcomes in one transaction; returns (completed, failed-or-retried) counts.
 
-    Each write is fenced on (locked_by, attempts): an event whose lease another
-    worker rescued is left alone, so a slow worker can never overwrite it.
+    Every write is fenced on the lease: an event whose lease another worker
+    rescued is left alone, so a slow worker can never overwrite it.
     ``backoffs`` pairs with ``failures``.
     """
     completed: list[Row] = []
     erred: list[Row] = []
     with conn.transaction():
-        if verdicts:
-            completed = conn.execute(
+        # One lease per claim: a batch is one group, unless the caller mixed claims.
+        by_lease: dict[dt.datetime, list[Verdict]] = {}
+        for verdict in verdicts:
+            by_lease.setdefault(verdict.event.leased_at, []).append(verdict)
+        for leased_at, leased in by_lease.items():
+            held = conn.execute(
                 QUERIES["complete_events"],
                 {
                     "worker_id": worker_id,
-                    "event_ids": [v.event.event_id for v in verdicts],
-                    "attempts": [v.event.attempt for v in verdicts],
-                    "severities": [v.classification.severity.value for v in verdicts],
-                    "reasons": [v.classification.reason for v in verdicts],
-                    "recommendations": [v.classification.recommendation for v in verdicts],
-                    "escalates": [v.classification.should_escalate for v in verdicts],
-                    "rule_ids": [v.classification.rule_id for v in verdicts],
+                    "started_at": leased_at,
+                    "event_ids": [v.event.event_id for v in leased],
                 },
             ).fetchall()
+            _store_results(conn, leased, held={row["id"] for row in held})
+            completed.extend(held)
         if failures:
             erred = conn.execute(
                 QUERIES["fail_events"],
@@ -117,7 +120,43 @@ def finish(
     return len(completed), len(erred)
 
 
-def _forget_and_notify(conn: psycopg.Connection[Row], *, completed: bool, rows: Sequence[Row]) -> None:
+def _store_results(
+    conn: psycopg.Connection[Row], verdicts: Sequence[Verdict], *, held: set[uuid.UUID]
+) -> None:
+    """Store the verdicts of the events the completion still held (usually all of them)."""
+    event_ids: list[uuid.UUID] = []
+    positions: list[int] = []
+    # Each distinct verdict once (rules give fixed verdicts), referred to by its 1-based position.
+    table: dict[str, tuple[int, Classification]] = {}
+    for verdict in verdicts:
+        if verdict.event.event_id not in held:
+            continue
+        classification = verdict.classification
+        entry = table.get(classification.rule_id)
+        if entry is None:
+            entry = table[classification.rule_id] = (len(table) + 1, classification)
+        event_ids.append(verdict.event.event_id)
+        positions.append(entry[0])
+    if not event_ids:
+        return
+    distinct = [classification for _, classification in table.values()]
+    conn.execute(
+        QUERIES["store_results"],
+        {
+            "event_ids": event_ids,
+            "verdicts": positions,
+            "severities": [c.severity.value for c in distinct],
+            "reasons": [c.reason for c in distinct],
+            "recommendations": [c.recommendation for c in distinct],
+            "escalates": [c.should_escalate for c in distinct],
+            "rule_ids": [c.rule_id for c in distinct],
+        },
+    )
+
+
+def _forget_and_notify(
+    conn: psycopg.Connection[Row], *, completed: bool, rows: Sequence[Row]
+) -> None:
     """Inside the outcome's transaction: drop stale verdicts of failed events, wake long-polls.
 
     The delete runs only when something failed (rarely), so the hot path never

@@ -55,6 +55,20 @@ class Rule:
     reason: str
     recommendation: str
 
+    # The verdict this rule gives: the same for every event it matches, so it
+    # is made once per rule rather than once per event.
+    classification: Classification = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        verdict = Classification(
+            severity=self.severity,
+            reason=self.reason,
+            recommendation=self.recommendation,
+            should_escalate=self.should_escalate,
+            rule_id=self.rule_id,
+        )
+        object.__setattr__(self, "classification", verdict)  # frozen: the documented way
+
 
 # Payload fields the rules read, with the meaning the API validates against.
 # A missing field counts as 0; a present one must be a finite JSON number.
@@ -155,12 +169,7 @@ def classify_event(
         if rule.event_type not in (None, event_type):
             continue
         if rule.condition(payload):
-            return Classification(
-                severity=rule.severity,
-                reason=rule.reason,
-                recommendation=rule.recommendation,
-                should_escalate=rule.should_escalate,
-                rule_id=rule.rule_id,
-            )
+            return rule.classification
     # The table ends with a catch-all rule; reaching here means it was removed.
     raise RuleError(f"no rule matches event type {event_type!r}")
+

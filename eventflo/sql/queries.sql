@@ -57,14 +57,14 @@ WHERE event_id = %(event_id)s
 ORDER BY id;
 
 -- name: list_events
--- A page of events, newest first, after the keyset cursor (created_at, id) when one is given.
+-- A page of events, newest first, after the keyset cursor (an event id) when one is given.
+-- Ids are UUIDv7 ordered by insert time, so the primary key serves as the listing index.
 SELECT id, event_type, status, created_at
 FROM events
 WHERE (%(status)s::event_status IS NULL OR status = %(status)s::event_status)
   AND (%(event_type)s::text IS NULL OR event_type = %(event_type)s::text)
-  AND (%(after_created_at)s::timestamptz IS NULL
-       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
-ORDER BY created_at DESC, id DESC
+  AND (%(after_id)s::uuid IS NULL OR id < %(after_id)s::uuid)
+ORDER BY id DESC
 LIMIT %(limit)s;
 
 -- name: claim_events
@@ -88,58 +88,58 @@ SET status = 'processing',
     updated_at = now()
 FROM due
 WHERE e.id = due.id
-RETURNING e.id, e.event_type, e.payload, e.attempts, e.created_at;
+RETURNING e.id, e.event_type, e.payload, e.attempts, e.started_at;
 
 -- name: complete_events
--- Store the verdicts of a batch and mark those events completed, fenced on this worker's lease.
-WITH verdict AS (
-    SELECT *
-    FROM unnest(%(event_ids)s::uuid[], %(attempts)s::integer[], %(severities)s::severity[],
-                %(reasons)s::text[], %(recommendations)s::text[], %(escalates)s::boolean[],
-                %(rule_ids)s::text[])
-         AS v (event_id, attempt, severity, reason, recommendation, should_escalate, rule_id)
-),
-completed AS (
-    -- The fence: only events this worker still holds, in the attempt it
-    -- claimed. An event whose lease was rescued by another worker is skipped.
-    UPDATE events AS e
+-- Mark a batch completed and record the attempts, fenced on this worker's lease; returns the events it still held.
+-- No join with the batch's arrays: joined, a cached generic plan compared
+-- every event with every verdict (quadratic in the batch size). The worker
+-- pairs the returned ids with its verdicts, and store_results follows in the
+-- same transaction.
+WITH completed AS (
+    -- The fence: only events still held under the lease this worker took at
+    -- started_at. An event whose lease was rescued (queued again, failed, or
+    -- leased anew, even to this same worker) no longer matches.
+    UPDATE events
     SET status = 'completed',
         locked_by = NULL,
         locked_until = NULL,
         error_message = NULL,
         completed_at = now(),
         updated_at = now()
-    FROM verdict AS v
-    WHERE e.id = v.event_id
-      -- Redundant with the join, but it lets the planner fetch the batch by
-      -- primary key instead of hashing every leased row of every worker.
-      AND e.id = ANY (%(event_ids)s::uuid[])
-      AND e.status = 'processing'
-      AND e.locked_by = %(worker_id)s
-      AND e.attempts = v.attempt
-    RETURNING e.id, e.attempts, e.started_at
-),
-stored AS (
-    -- A replayed event already has a result: replace it in this transaction.
-    INSERT INTO event_processing_results AS r
-        (event_id, severity, classification_reason, recommendation, should_escalate, rule_id)
-    SELECT v.event_id, v.severity, v.reason, v.recommendation, v.should_escalate, v.rule_id
-    FROM verdict AS v
-    JOIN completed AS c ON c.id = v.event_id
-    ON CONFLICT (event_id) DO UPDATE
-    SET severity = excluded.severity,
-        classification_reason = excluded.classification_reason,
-        recommendation = excluded.recommendation,
-        should_escalate = excluded.should_escalate,
-        rule_id = excluded.rule_id,
-        processed_at = excluded.processed_at
+    WHERE locked_by = %(worker_id)s
+      AND started_at = %(started_at)s
+      AND status = 'processing'
+      AND id = ANY (%(event_ids)b::uuid[])
+    RETURNING id, attempts, started_at
 ),
 history AS (
     INSERT INTO event_attempts (event_id, attempt, worker_id, started_at, outcome)
-    SELECT c.id, c.attempts, %(worker_id)s, c.started_at, 'completed'
-    FROM completed AS c
+    SELECT id, attempts, %(worker_id)s, started_at, 'completed'
+    FROM completed
 )
-SELECT c.id FROM completed AS c;
+SELECT id FROM completed;
+
+-- name: store_results
+-- The verdicts of the events complete_events just completed; a replayed event's earlier result is replaced.
+-- Verdicts come once per rule, not once per event: each event names its
+-- verdict by position, so a batch sends a handful of texts, not hundreds.
+INSERT INTO event_processing_results AS r
+    (event_id, severity, classification_reason, recommendation, should_escalate, rule_id)
+SELECT e.event_id,
+       (%(severities)s::severity[])[e.verdict],
+       (%(reasons)s::text[])[e.verdict],
+       (%(recommendations)s::text[])[e.verdict],
+       (%(escalates)s::boolean[])[e.verdict],
+       (%(rule_ids)s::text[])[e.verdict]
+FROM unnest(%(event_ids)b::uuid[], %(verdicts)b::integer[]) AS e (event_id, verdict)
+ON CONFLICT (event_id) DO UPDATE
+SET severity = excluded.severity,
+    classification_reason = excluded.classification_reason,
+    recommendation = excluded.recommendation,
+    should_escalate = excluded.should_escalate,
+    rule_id = excluded.rule_id,
+    processed_at = excluded.processed_at;
 
 -- name: fail_events
 -- Record erred attempts of a batch: queue again after a back-off, or fail for good, fenced on the lease.

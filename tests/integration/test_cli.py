@@ -15,6 +15,7 @@ ALL_MIGRATIONS = [
     "0001_create_events",
     "0002_create_event_processing_results",
     "0003_create_event_attempts",
+    "0004_lean_hot_path",
 ]
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
 
@@ -96,16 +97,16 @@ def test_migrate_lists_then_applies_every_migration_on_an_empty_database(
 
     applied = invoke("migrate", env=env)
     _assert_clean_exit(applied, 0)
-    assert applied.output.strip() == f"applied 3 migration(s): {', '.join(ALL_MIGRATIONS)}"
+    assert applied.output.strip() == f"applied 4 migration(s): {', '.join(ALL_MIGRATIONS)}"
     assert invoke("migrate", "--list", env=env).output.strip() == "no pending migrations"
 
 
 def test_migrate_rollback_then_reapply(invoke):
     rolled_back = invoke("migrate", "--rollback", "1")
     _assert_clean_exit(rolled_back, 0)
-    assert rolled_back.output.strip() == "rolled back 1 migration(s): 0003_create_event_attempts"
-    assert invoke("migrate", "--list").output.split() == ["0003_create_event_attempts"]
-    assert invoke("migrate").output.strip() == "applied 1 migration(s): 0003_create_event_attempts"
+    assert rolled_back.output.strip() == "rolled back 1 migration(s): 0004_lean_hot_path"
+    assert invoke("migrate", "--list").output.split() == ["0004_lean_hot_path"]
+    assert invoke("migrate").output.strip() == "applied 1 migration(s): 0004_lean_hot_path"
 
 
 # -- stats -----------------------------------------------------------------

@@ -7,7 +7,12 @@ import pytest
 
 from eventflo import migrate
 
-ALL = ["0001_create_events", "0002_create_event_processing_results", "0003_create_event_attempts"]
+ALL = [
+    "0001_create_events",
+    "0002_create_event_processing_results",
+    "0003_create_event_attempts",
+    "0004_lean_hot_path",
+]
 
 
 def _tables(url: str) -> set[str]:
@@ -28,7 +33,8 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
     assert _tables(empty_database_url) == set()
     with psycopg.connect(empty_database_url) as conn:
         leftovers = conn.execute(
-            "SELECT typname FROM pg_type WHERE typname IN ('event_status', 'severity', 'attempt_outcome')"
+            "SELECT typname FROM pg_type WHERE typname IN ('event_status', 'severity', 'attempt_outcome',"
+            " 'event_type_name', 'event_source_text', 'event_payload', 'idempotency_key_text')"
             " UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'eventflo_%'"
         ).fetchall()
     assert leftovers == []
@@ -39,9 +45,33 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
 
 def test_rollback_one_step_then_reapply(empty_database_url):
     migrate.apply(empty_database_url)
-    assert migrate.rollback(empty_database_url, steps=1) == ["0003_create_event_attempts"]
-    assert migrate.pending(empty_database_url) == ["0003_create_event_attempts"]
-    assert migrate.apply(empty_database_url) == ["0003_create_event_attempts"]
+    assert migrate.rollback(empty_database_url, steps=1) == ["0004_lean_hot_path"]
+    assert migrate.pending(empty_database_url) == ["0004_lean_hot_path"]
+    assert migrate.apply(empty_database_url) == ["0004_lean_hot_path"]
+
+
+def test_rolling_back_the_hot_path_migration_restores_the_table_checks(empty_database_url):
+    migrate.apply(empty_database_url)
+    migrate.rollback(empty_database_url, steps=1)
+    with psycopg.connect(empty_database_url) as conn:
+        checks = {
+            row[0]
+            for row in conn.execute(
+                "SELECT conname FROM pg_constraint WHERE conrelid = 'events'::regclass AND contype = 'c'"
+            )
+        }
+        indexes = {
+            row[0]
+            for row in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'events'")
+        }
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO events (event_type) VALUES ('Not A Type')")
+    assert {
+        "events_event_type_format",
+        "events_payload_is_object",
+        "events_source_length",
+    } <= checks
+    assert "events_listing_idx" in indexes
 
 
 def test_applying_twice_is_a_no_op(database_url):

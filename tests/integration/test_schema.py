@@ -31,6 +31,8 @@ def test_defaults_make_a_queued_event_with_a_time_ordered_uuid(conn):
         ({"event_type": "Payment Failed"}, "events_event_type_format"),
         ({"event_type": ""}, "events_event_type_format"),
         ({"payload": Jsonb([1, 2])}, "events_payload_is_object"),
+        ({"source": "s" * 201}, "events_source_length"),
+        ({"idempotency_key": "", "request_fingerprint": "f"}, "events_idempotency_key_length"),
         ({"status": "processing"}, "events_processing_has_lease"),
         ({"locked_by": "w1", "locked_until": "2030-01-01"}, "events_processing_has_lease"),
         ({"status": "failed"}, "events_failed_has_error"),
@@ -42,6 +44,24 @@ def test_defaults_make_a_queued_event_with_a_time_ordered_uuid(conn):
 def test_check_constraints(conn, columns, constraint):
     with pytest.raises(psycopg.errors.CheckViolation) as excinfo:
         _insert(conn, **columns)
+    assert excinfo.value.diag.constraint_name == constraint
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "constraint"),
+    [
+        ("event_type", "Payment Failed", "events_event_type_format"),
+        ("source", "", "events_source_length"),
+        ("payload", Jsonb("text"), "events_payload_is_object"),
+        ("idempotency_key", "k" * 256, "events_idempotency_key_length"),
+    ],
+)
+def test_checks_on_written_once_columns_also_hold_for_updates(conn, column, value, constraint):
+    # These checks live on domains (cheaper for the queue's own updates,
+    # which never set these columns); an UPDATE that does set one is checked.
+    event = _insert(conn, idempotency_key="k", request_fingerprint="f")
+    with pytest.raises(psycopg.errors.CheckViolation) as excinfo:
+        conn.execute(f"UPDATE events SET {column} = %s WHERE id = %s", [value, event["id"]])
     assert excinfo.value.diag.constraint_name == constraint
 
 
