@@ -256,6 +256,14 @@ def dev(port: int, worker_processes: int, data_dir: str) -> None:
               help="Concurrent HTTP clients in the ingest mode.")
 @click.option("--ingest-requests", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Single-event POSTs per ingest run (the batch run sends 10x as many events).")
+@click.option("--held-seconds", type=click.FloatRange(min=1), default=120, show_default=True,
+              help="Length of a held-xmin run; its first and last windows are 10% of it "
+                   "(at least 10 s, at most half).")
+@click.option("--memory-events", type=click.IntRange(min=2), default=200_000, show_default=True,
+              help="Events the one worker drains per memory run.")
+@click.option("--memory-first-events", type=click.IntRange(min=1), default=10_000,
+              show_default=True,
+              help="Events after which the memory mode takes its first RSS reading.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--keep", is_flag=True, help="Keep the scratch database afterwards.")
 @database_errors
@@ -269,6 +277,9 @@ def bench_command(
     latency_events: int,
     clients: int,
     ingest_requests: int,
+    held_seconds: float,
+    memory_events: int,
+    memory_first_events: int,
     as_json: bool,
     keep: bool,
 ) -> None:
@@ -280,19 +291,28 @@ def bench_command(
     stored), latency (one event at a time through idle workers, by SQL and
     through the HTTP API: p50/p95/p99), ingest (--clients concurrent clients
     POST events to the API under gunicorn, with and without the NOTIFY
-    trigger, and in batches of 1,000). Default: drain floor.
+    trigger, and in batches of 1,000), held-xmin (ingest and processing for
+    --held-seconds while a REPEATABLE READ snapshot is held open: events/s in
+    the first and last window, dead tuples at start and end), memory (one
+    worker process drains --memory-events events: its RSS after
+    --memory-first-events and at the end). Default: drain floor.
 
     Runs in a scratch database created on the configured server (the role
     needs CREATEDB) and dropped at the end; your data is never touched.
     """
     from eventflo.bench import report
 
+    if "memory" in modes and memory_first_events >= memory_events:
+        raise click.BadParameter(
+            "must be smaller than --memory-events", param_hint="--memory-first-events"
+        )
     config = _config()
     url = _database_url(config)
     settings = bench.Settings(
         events=events, workers=workers, batch_size=batch_size, runs=runs,
         growth_rows=growth_rows, latency_events=latency_events, clients=clients,
-        ingest_requests=ingest_requests, keep=keep,
+        ingest_requests=ingest_requests, held_seconds=held_seconds,
+        memory_events=memory_events, memory_first_events=memory_first_events, keep=keep,
     )
     try:
         result = bench.run(

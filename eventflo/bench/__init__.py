@@ -40,6 +40,8 @@ MODES: Mapping[str, str] = {
     "growth": "eventflo.bench.growth",
     "latency": "eventflo.bench.latency",
     "ingest": "eventflo.bench.ingest",
+    "held-xmin": "eventflo.bench.held_xmin",
+    "memory": "eventflo.bench.memory",
 }
 MODE_NAMES = tuple(MODES)
 DEFAULT_MODES = ("drain", "floor")
@@ -68,6 +70,9 @@ class Settings:
     latency_events: int = 1000
     clients: int = 8
     ingest_requests: int = 5000
+    held_seconds: float = 120.0
+    memory_events: int = 200_000
+    memory_first_events: int = 10_000
     keep: bool = False
 
 

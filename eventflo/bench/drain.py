@@ -9,12 +9,14 @@ completion, so process start-up is not in it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import IO
 
 from eventflo.bench import (
@@ -86,53 +88,74 @@ def _run_workers(bench: Bench, log: IO[bytes]) -> tuple[int, float]:
     Returns the transactions this observer committed (to subtract from the
     database's count) and the ``perf_counter`` time the queue was seen empty.
     """
-    settings = bench.settings
-    command = [sys.executable, "-m", "eventflo", "worker", "--processes", str(settings.workers)]
+    with (
+        bench.connect("observer") as conn,
+        gated_workers(bench, conn, log, processes=bench.settings.workers) as workers,
+    ):
+        looks = wait_until_empty(conn, workers, log)
+        drained = time.perf_counter()
+    return 1 + looks, drained  # the gate's transaction, then one per look at the queue
+
+
+@contextlib.contextmanager
+def gated_workers(
+    bench: Bench, conn: Connection, log: IO[bytes], *, processes: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``eventflo worker --processes N`` started behind the gate that ``conn`` holds, then let go.
+
+    Yields once every process waits at the gate and the gate is open. On the
+    way out they stop gracefully (killed on errors if need be); a non-zero
+    exit status after a clean run is a BenchError.
+    """
+    command = [sys.executable, "-m", "eventflo", "worker", "--processes", str(processes)]
     env = dict(
         os.environ,
         EVENTFLO_DATABASE_URL=bench.url,
-        EVENTFLO_BATCH_SIZE=str(settings.batch_size),
+        EVENTFLO_BATCH_SIZE=str(bench.settings.batch_size),
         EVENTFLO_LOG_LEVEL="warning",
     )
-    observer_commits = 0
     workers: subprocess.Popen[bytes] | None = None
-    stopped_cleanly = False
     try:
-        with bench.connect("observer") as conn:
-            with conn.transaction():
-                conn.execute(QUERIES["lock_events"])
-                # A session of its own: Ctrl-C reaches the bench, which stops them with SIGTERM.
-                workers = subprocess.Popen(
-                    command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-                _wait_at_gate(bench, conn, workers, log)
-            observer_commits += 1
-            while True:
-                row = conn.execute(QUERIES["queue_busy"]).fetchone()
-                observer_commits += 1
-                if row is None or not row["busy"]:
-                    break
-                if workers.poll() is not None:
-                    raise BenchError(
-                        f"the workers exited early (status {workers.returncode}){log_tail(log)}"
-                    )
-                time.sleep(POLL_SECONDS)
-            drained = time.perf_counter()
-        status = _stop(workers)
-        stopped_cleanly = True
-        if status != 0:
-            raise BenchError(f"the workers exited with status {status} on SIGTERM{log_tail(log)}")
-    finally:
-        if workers is not None and not stopped_cleanly:
+        with conn.transaction():
+            conn.execute(QUERIES["lock_events"])
+            # A session of its own: Ctrl-C reaches the bench, which stops them with SIGTERM.
+            workers = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            _wait_at_gate(bench, conn, workers, log, processes)
+        yield workers
+    except BaseException:
+        if workers is not None:
             _stop(workers)
-    return observer_commits, drained
+        raise
+    status = _stop(workers)
+    if status != 0:
+        raise BenchError(f"the workers exited with status {status} on SIGTERM{log_tail(log)}")
+
+
+def wait_until_empty(conn: Connection, workers: subprocess.Popen[bytes], log: IO[bytes]) -> int:
+    """Poll until no event is queued or processing; returns the looks (one transaction each)."""
+    looks = 0
+    while True:
+        row = conn.execute(QUERIES["queue_busy"]).fetchone()
+        looks += 1
+        if row is None or not row["busy"]:
+            return looks
+        if workers.poll() is not None:
+            raise BenchError(
+                f"the workers exited early (status {workers.returncode}){log_tail(log)}"
+            )
+        time.sleep(POLL_SECONDS)
 
 
 def _wait_at_gate(
-    bench: Bench, conn: Connection, workers: subprocess.Popen[bytes], log: IO[bytes]
+    bench: Bench,
+    conn: Connection,
+    workers: subprocess.Popen[bytes],
+    log: IO[bytes],
+    expected: int,
 ) -> None:
     """Hold the gate until every worker process waits at it (or the gate timeout passes)."""
-    expected = bench.settings.workers
     deadline = time.monotonic() + bench.gate_timeout
     while True:
         row = conn.execute(QUERIES["waiting_at_gate"], {"table": "events"}).fetchone()

@@ -248,3 +248,54 @@ ALTER TABLE events DISABLE TRIGGER events_notify_queued;
 -- name: enable_notify_trigger
 -- Back to normal after the run without NOTIFY.
 ALTER TABLE events ENABLE TRIGGER events_notify_queued;
+
+-- name: attempts_high_water
+-- The newest finished attempt's id: an identity, so it counts attempts without a scan (the primary key's right edge).
+SELECT coalesce(max(id), 0) AS attempts
+FROM event_attempts;
+
+-- name: keep_idle_transaction
+-- The held snapshot's session must outlive a server-wide idle-in-transaction timeout.
+SET LOCAL idle_in_transaction_session_timeout = 0;
+
+-- name: take_snapshot
+-- A long report's first read: under REPEATABLE READ it fixes the snapshot, kept until the transaction ends.
+SELECT count(*) AS events
+FROM events;
+
+-- name: snapshot_age
+-- Transactions since the held snapshot's horizon; no row, or NULL, if that session no longer holds it.
+SELECT age(backend_xmin) AS transactions
+FROM pg_stat_activity
+WHERE pid = %(pid)s;
+
+-- name: dead_tuples
+-- Dead row versions in events as the statistics count them (backends report up to about a second late), and when.
+SELECT n_dead_tup AS dead, now() AS at
+FROM pg_stat_user_tables
+WHERE relid = 'events'::regclass;
+
+-- name: held_xmin_windows
+-- Events completed in the first and the last window of the held-xmin run and in all of it, on the database's clock.
+WITH run AS (
+    -- The run starts at the first claim and ends when the producer stopped.
+    SELECT min(started_at) AS started,
+           %(ended)s::timestamptz AS ended,
+           make_interval(secs => %(window_seconds)s) AS window_length
+    FROM events
+    WHERE source = 'bench'
+)
+SELECT count(*) FILTER (WHERE e.completed_at >= run.started
+                          AND e.completed_at < run.started + run.window_length) AS first_window,
+       count(*) FILTER (WHERE e.completed_at >= run.ended - run.window_length
+                          AND e.completed_at < run.ended) AS last_window,
+       count(*) FILTER (WHERE e.completed_at < run.ended) AS during_run,
+       extract(epoch FROM run.ended - run.started)::float8 AS seconds
+FROM run
+JOIN events AS e ON e.source = 'bench'
+GROUP BY run.started, run.ended, run.window_length;
+
+-- name: finishing_workers
+-- The workers that have finished events so far; a worker id names its host and process id.
+SELECT DISTINCT worker_id
+FROM event_attempts;

@@ -1,0 +1,183 @@
+"""The ``held-xmin`` and ``memory`` bench modes at a small scale on a real PostgreSQL.
+
+As in test_bench.py: every event is processed exactly once (the modes check
+it and report an error instead of a number otherwise), the JSON carries the
+documented figures with sane values, and nothing is left behind. No timing
+assertions.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import types
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from eventflo import bench
+from eventflo.bench import BenchError, held_xmin, memory
+from tests.integration.test_bench import _bench, _drop, _report, _scratch_databases
+
+HELD_FIGURES = {
+    "events_per_s_first",
+    "events_per_s_last",
+    "drop_pct",
+    "events_per_s",
+    "processed",
+    "dead_tuples_start",
+    "dead_tuples_end",
+    "snapshot_age",
+}
+MEMORY_FIGURES = {"rss_first_mib", "rss_end_mib", "rss_growth_pct", "rss_peak_mib"}
+
+
+def _medians(mode: dict) -> dict[str, float]:
+    """Each figure's median, after checking the figure's shape (one run: min = median = max)."""
+    medians = {}
+    for key, figure in mode["figures"].items():
+        assert set(figure) == {"label", "unit", "median", "min", "max", "runs"}
+        assert figure["runs"] == [figure["median"]] == [figure["min"]] == [figure["max"]]
+        medians[key] = figure["median"]
+    return medians
+
+
+def test_held_xmin_and_memory_check_every_event_and_clean_up(pg_server, database_url):
+    result = _bench(
+        database_url,
+        "held-xmin",
+        "memory",
+        "--workers", "2",
+        "--runs", "1",
+        "--held-seconds", "4",
+        "--memory-events", "3000",
+        "--memory-first-events", "500",
+        "--json",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    report = _report(result)
+    # ok means the snapshot was held to the end, and every event of every run
+    # was processed exactly once.
+    assert report["ok"] is True
+    assert report["settings"]["modes"] == ["held-xmin", "memory"]
+
+    held = report["modes"]["held-xmin"]
+    assert held["error"] is None
+    assert set(held["figures"]) == HELD_FIGURES
+    assert held["figures"]["events_per_s_first"]["label"] == "events/s, first 2 s"
+    figures = _medians(held)
+    assert figures["events_per_s_first"] > 0
+    assert figures["events_per_s_last"] > 0
+    assert figures["events_per_s"] > 0
+    assert figures["processed"] > 0
+    assert figures["drop_pct"] == pytest.approx(
+        100 * (1 - figures["events_per_s_last"] / figures["events_per_s_first"])
+    )
+    assert figures["dead_tuples_start"] >= 0
+    assert figures["dead_tuples_end"] >= 0
+    # The workers' transactions ran after the snapshot was taken.
+    assert figures["snapshot_age"] > 0
+
+    rss = report["modes"]["memory"]
+    assert rss["error"] is None
+    assert set(rss["figures"]) == MEMORY_FIGURES
+    assert rss["figures"]["rss_first_mib"]["label"] == "worker RSS after 500 events"
+    assert rss["figures"]["rss_end_mib"]["label"] == "worker RSS after 3,000 events"
+    figures = _medians(rss)
+    assert figures["rss_first_mib"] > 0
+    assert figures["rss_end_mib"] > 0
+    assert figures["rss_peak_mib"] >= figures["rss_end_mib"]
+    assert figures["rss_growth_pct"] == pytest.approx(
+        100 * (figures["rss_end_mib"] / figures["rss_first_mib"] - 1)
+    )
+
+    assert "held-xmin: run 1/1" in result.stderr
+    assert "memory: run 1/1" in result.stderr
+    assert _scratch_databases(pg_server, database_url) == []
+
+
+def test_a_failed_held_xmin_run_releases_the_snapshot_and_stops_the_workers(
+    pg_server, database_url, monkeypatch
+):
+    seen: list[dict] = []
+
+    def look_then_fail(running, conn, workers, log, **backlog):
+        with psycopg.connect(running.url, autocommit=True, row_factory=dict_row) as observer:
+            seen.extend(
+                observer.execute(
+                    "SELECT state, backend_xmin IS NOT NULL AS holds_horizon"
+                    " FROM pg_stat_activity"
+                    " WHERE application_name = 'eventflo-bench held snapshot'"
+                ).fetchall()
+            )
+        raise BenchError("the producer failed")
+
+    monkeypatch.setattr(held_xmin, "_produce", look_then_fail)
+    result = _bench(
+        database_url, "held-xmin", "--workers", "1", "--runs", "1", "--held-seconds", "2",
+        "--json", "--keep",
+    )  # fmt: skip
+
+    assert result.exit_code == 1, result.output
+    report = _report(result)
+    assert "the producer failed" in report["modes"]["held-xmin"]["error"]
+    assert seen == [{"state": "idle in transaction", "holds_horizon": True}]
+    (kept,) = _scratch_databases(pg_server, database_url)
+    try:
+        # Kept, so nothing dropped it with FORCE: every session left on its own.
+        assert _sessions_once_settled(pg_server, kept) == []
+    finally:
+        _drop(pg_server, kept)
+
+
+def _sessions_once_settled(pg_server: str, database: str, timeout: float = 10.0) -> list[str]:
+    """Client sessions still attached to ``database`` once closed ones had time to exit."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        while True:
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT application_name FROM pg_stat_activity"
+                    " WHERE datname = %s AND backend_type = 'client backend'",
+                    [database],
+                )
+            ]
+            if not names or time.monotonic() > deadline:
+                return names
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("held_seconds", "window"), [(120, 12), (60, 10), (1000, 100), (4, 2)])
+def test_the_windows_are_a_tenth_of_the_run_at_least_10_s_at_most_half(held_seconds, window):
+    assert held_xmin.window_seconds(held_seconds) == window
+
+
+def test_the_first_memory_reading_must_come_before_the_end():
+    result = _bench(
+        "postgresql://nobody@127.0.0.1:1/nothing",
+        "memory", "--memory-events", "1000", "--memory-first-events", "1000",
+    )  # fmt: skip
+
+    assert result.exit_code == 2, result.output
+    assert "--memory-first-events" in result.output
+    assert "must be smaller than --memory-events" in result.output
+
+
+def test_the_memory_mode_says_it_needs_linux_where_there_is_no_proc(monkeypatch, tmp_path):
+    monkeypatch.setattr(memory, "PROC", tmp_path / "proc")
+    with pytest.raises(BenchError, match="runs on Linux only"):
+        memory.run(types.SimpleNamespace(settings=bench.Settings()))
+
+
+def test_help_describes_every_mode():
+    result = _bench(None, "--help")
+
+    assert result.exit_code == 0, result.output
+    text = re.sub(r"-\s+", "-", " ".join(result.output.split()))  # undo wrapping at hyphens
+    for name in bench.MODE_NAMES:
+        assert f"{name} (" in text, name
+    for option in ("--held-seconds", "--memory-events", "--memory-first-events"):
+        assert option in text
