@@ -8,8 +8,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -29,9 +30,10 @@ class Claimed:
     event_type: str
     payload: dict[str, Any]
     attempt: int
-    # When the lease was taken: with the worker id, it names the lease the
+    # Until when the lease runs: with the worker id, it names the lease the
     # completion is fenced on.
-    leased_at: dt.datetime
+    locked_until: dt.datetime
+    run_at: dt.datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,16 +52,64 @@ class Failure:
 
 
 def claim(
-    conn: psycopg.Connection[Row], *, worker_id: str, batch_size: int, lease_seconds: float
+    conn: psycopg.Connection[Row],
+    *,
+    worker_id: str,
+    batch_size: int,
+    lease_seconds: float,
+    not_before: dt.datetime | None = None,
 ) -> list[Claimed]:
-    """Lease up to ``batch_size`` due events; the claim commits before any rule runs."""
-    # Binary rows and plain tuples: decoding the batch is most of a worker's own cost.
+    """Lease up to ``batch_size`` due events; the claim commits before any rule runs.
+
+    ``not_before`` skips the part of the claim index below it (see ClaimFloor);
+    None reads it from the front.
+    """
+    # Plain tuples: decoding the batch is a good part of a worker's own cost.
     with conn.cursor(row_factory=tuple_row) as cursor:
         rows = cursor.execute(
             QUERIES["claim_events"],
-            {"worker_id": worker_id, "batch_size": batch_size, "lease_seconds": lease_seconds},
+            {
+                "worker_id": worker_id,
+                "batch_size": batch_size,
+                "lease_seconds": lease_seconds,
+                "not_before": not_before,
+            },
         ).fetchall()
     return [Claimed(*row) for row in rows]
+
+
+class ClaimFloor:
+    """Where a worker's next claim starts reading the claim index.
+
+    A claimed event leaves a dead entry at the front of the claim index until
+    vacuum removes it, and vacuum cannot while any older snapshot is open (a
+    long report, a forgotten BEGIN). A claim that always read from the front
+    would step over every event processed since, and slow down with each one.
+    So a claim starts ``MARGIN`` below the oldest event of the worker's
+    previous batch: nothing below it is still queued, except an event whose
+    transaction took longer than ``MARGIN`` to commit after stamping its
+    ``run_at``. A sweep from the front every ``SWEEP_SECONDS`` claims those.
+    """
+
+    MARGIN = dt.timedelta(seconds=0.25)
+    SWEEP_SECONDS = 30.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._floor: dt.datetime | None = None
+        self._next_sweep = 0.0  # the first claim reads from the front
+
+    def not_before(self) -> dt.datetime | None:
+        """The lower bound for the next claim; None when it is time to sweep from the front."""
+        if self._clock() >= self._next_sweep:
+            self._next_sweep = self._clock() + self.SWEEP_SECONDS
+            return None
+        return self._floor
+
+    def claimed(self, batch: Sequence[Claimed]) -> None:
+        """Move the floor to just below this batch; an empty claim leaves it where it was."""
+        if batch:
+            self._floor = min(event.run_at for event in batch) - self.MARGIN
 
 
 def backoff_seconds(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
@@ -91,13 +141,13 @@ def finish(
         # One lease per claim: a batch is one group, unless the caller mixed claims.
         by_lease: dict[dt.datetime, list[Verdict]] = {}
         for verdict in verdicts:
-            by_lease.setdefault(verdict.event.leased_at, []).append(verdict)
-        for leased_at, leased in by_lease.items():
+            by_lease.setdefault(verdict.event.locked_until, []).append(verdict)
+        for locked_until, leased in by_lease.items():
             held = conn.execute(
                 QUERIES["complete_events"],
                 {
                     "worker_id": worker_id,
-                    "started_at": leased_at,
+                    "locked_until": locked_until,
                     "event_ids": [v.event.event_id for v in leased],
                 },
             ).fetchall()

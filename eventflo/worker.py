@@ -75,6 +75,7 @@ class Worker:
         self._conn: psycopg.Connection[dict[str, object]] | None = None
         self._rng = random.Random()
         self._next_rescue = 0.0
+        self._claim_floor = queue.ClaimFloor()
         self._reconnect_backoff = 0.0
         self.processed = 0
 
@@ -112,7 +113,9 @@ class Worker:
             worker_id=self.worker_id,
             batch_size=self.config.batch_size,
             lease_seconds=self.config.lease_seconds,
+            not_before=self._claim_floor.not_before(),
         )
+        self._claim_floor.claimed(batch)
         if not batch:
             return 0
         started = time.perf_counter()

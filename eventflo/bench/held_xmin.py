@@ -44,6 +44,8 @@ SUMMARY = "ingest + processing for --held-seconds while a REPEATABLE READ snapsh
 
 # The producer's look at the backlog is one probe of a primary key: cheap at this pace.
 PRODUCER_POLL_SECONDS = 0.1
+# The producer inserts like clients of POST /events/batch: at most this many per transaction.
+INSERT_CHUNK = 1000
 # Progress lines per run, so a long run shows it is alive and how the garbage grows.
 PROGRESS_LINES = 6
 
@@ -172,7 +174,9 @@ def _produce(
     while (now := time.monotonic()) < deadline:
         finished = attempts_high_water(conn) - base
         if inserted - finished < top_up:
-            conn.execute(QUERIES["insert_queued_events"], {"events": top_up})
+            # In requests of at most 1,000 events, as POST /events/batch takes them.
+            for chunk in _chunks(top_up, INSERT_CHUNK):
+                conn.execute(QUERIES["insert_queued_events"], {"events": chunk})
             inserted += top_up
         if workers.poll() is not None:
             raise BenchError(
@@ -187,6 +191,11 @@ def _produce(
             next_progress += held / PROGRESS_LINES
         time.sleep(PRODUCER_POLL_SECONDS)
     return inserted
+
+
+def _chunks(total: int, size: int) -> list[int]:
+    """``total`` split into chunks of at most ``size``."""
+    return [min(size, total - start) for start in range(0, total, size)]
 
 
 def attempts_high_water(conn: Connection) -> int:

@@ -74,7 +74,11 @@ WITH due AS MATERIALIZED (
     -- may re-evaluate it and claim more rows than the LIMIT.
     SELECT id
     FROM events
-    WHERE status = 'queued' AND run_at <= now()
+    WHERE status = 'queued'
+      AND run_at <= now()
+      -- Where the worker starts reading the claim index (queue.ClaimFloor):
+      -- just below its previous batch, or from the front (null) on a sweep.
+      AND run_at >= coalesce(%(not_before)s::timestamptz, '-infinity')
     ORDER BY run_at, id
     LIMIT %(batch_size)s
     FOR UPDATE SKIP LOCKED
@@ -88,7 +92,7 @@ SET status = 'processing',
     updated_at = now()
 FROM due
 WHERE e.id = due.id
-RETURNING e.id, e.event_type, e.payload, e.attempts, e.started_at;
+RETURNING e.id, e.event_type, e.payload, e.attempts, e.locked_until, e.run_at;
 
 -- name: complete_events
 -- Mark a batch completed and record the attempts, fenced on this worker's lease; returns the events it still held.
@@ -97,9 +101,10 @@ RETURNING e.id, e.event_type, e.payload, e.attempts, e.started_at;
 -- pairs the returned ids with its verdicts, and store_results follows in the
 -- same transaction.
 WITH completed AS (
-    -- The fence: only events still held under the lease this worker took at
-    -- started_at. An event whose lease was rescued (queued again, failed, or
-    -- leased anew, even to this same worker) no longer matches.
+    -- The fence: only events still held under the lease the claim took,
+    -- (locked_by, locked_until), which is also the lease index's key. An
+    -- event whose lease was rescued (queued again, failed, or leased anew,
+    -- even to this same worker) no longer matches.
     UPDATE events
     SET status = 'completed',
         locked_by = NULL,
@@ -108,7 +113,7 @@ WITH completed AS (
         completed_at = now(),
         updated_at = now()
     WHERE locked_by = %(worker_id)s
-      AND started_at = %(started_at)s
+      AND locked_until = %(locked_until)s
       AND status = 'processing'
       AND id = ANY (%(event_ids)b::uuid[])
     RETURNING id, attempts, started_at

@@ -60,9 +60,13 @@ def _results(conn, event_id):
     ).fetchall()
 
 
-def _claim(conn, worker_id="worker-a", batch_size=10, lease_seconds=LEASE):
+def _claim(conn, worker_id="worker-a", batch_size=10, lease_seconds=LEASE, not_before=None):
     return queue.claim(
-        conn, worker_id=worker_id, batch_size=batch_size, lease_seconds=lease_seconds
+        conn,
+        worker_id=worker_id,
+        batch_size=batch_size,
+        lease_seconds=lease_seconds,
+        not_before=not_before,
     )
 
 
@@ -202,7 +206,7 @@ def _plan_nodes(plan):
 def _claim_plan(conn):
     row = conn.execute(
         "EXPLAIN (FORMAT JSON) " + QUERIES["claim_events"],
-        {"worker_id": "explain", "batch_size": 10, "lease_seconds": LEASE},
+        {"worker_id": "explain", "batch_size": 10, "lease_seconds": LEASE, "not_before": None},
     ).fetchone()
     return list(_plan_nodes(row["QUERY PLAN"][0]["Plan"]))
 
@@ -227,6 +231,53 @@ def test_claim_uses_its_partial_index_and_not_a_scan_of_the_table(conn):
     nodes = _claim_plan(conn)
     assert not any(n.get("Index Name") == "events_claim_idx" for n in nodes)
     assert any(n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "events" for n in nodes)
+
+
+def _claim_buffers(conn, not_before):
+    """Shared buffers the claim's index scan touches (a deterministic measure of its work)."""
+    plan = conn.execute(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + QUERIES["claim_events"],
+        {"worker_id": "explain", "batch_size": 10, "lease_seconds": LEASE, "not_before": not_before},
+    ).fetchone()["QUERY PLAN"][0]["Plan"]
+    (scan,) = [n for n in _plan_nodes(plan) if n.get("Index Name") == "events_claim_idx"]
+    return scan["Shared Hit Blocks"] + scan["Shared Read Blocks"]
+
+
+def test_under_a_held_snapshot_the_floor_keeps_the_claim_off_the_dead_entries(database_url, conn):
+    # One event per millisecond of an hour ago, as separate requests would leave them.
+    conn.execute(
+        "INSERT INTO events (event_type, run_at)"
+        " SELECT 'tick', now() - interval '1 hour' + i * interval '1 ms'"
+        " FROM generate_series(1, 20000) AS i"
+    )
+    conn.execute("VACUUM ANALYZE events")
+    with _connect(database_url) as holder, holder.transaction():
+        # A REPEATABLE READ snapshot: the entries of claimed events cannot go away.
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        holder.execute("SELECT count(*) FROM events").fetchone()
+        floor = queue.ClaimFloor()
+        for _ in range(20):
+            batch = _claim(conn, batch_size=500, not_before=floor.not_before())
+            floor.claimed(batch)
+        # 10,000 dead entries at the front of the index, 10,000 live ones after.
+        from_front = _claim_buffers(conn, None)
+        from_floor = _claim_buffers(conn, floor.not_before())
+    assert from_floor * 5 < from_front, (from_floor, from_front)
+
+
+def test_an_event_committed_below_the_floor_is_claimed_by_the_next_sweep(conn):
+    clock = [0.0]
+    floor = queue.ClaimFloor(clock=lambda: clock[0])
+    now = conn.execute("SELECT now() AS now").fetchone()["now"]
+    _insert(conn, run_at=now)
+    floor.claimed(_claim(conn, not_before=floor.not_before()))
+    # A transaction that stamped its run_at long before it committed.
+    late = _insert(conn, run_at=now - dt.timedelta(minutes=5))
+
+    clock[0] += 1.0
+    assert _claim(conn, not_before=floor.not_before()) == []
+    clock[0] += queue.ClaimFloor.SWEEP_SECONDS
+    assert [c.event_id for c in _claim(conn, not_before=floor.not_before())] == [late]
 
 
 # -- finish ----------------------------------------------------------------
@@ -390,8 +441,7 @@ def test_rescue_fails_an_event_that_is_out_of_attempts(conn):
 
 def test_rescue_never_touches_an_event_that_has_just_completed(database_url, conn):
     event_id = _insert(conn)
-    claimed = _claim(conn, "worker-a")
-    _expire_leases(conn)
+    claimed = _claim(conn, "worker-a", lease_seconds=-1)  # a lease that has already run out
     with _connect(database_url) as rescuer:
         with conn.transaction():
             # The slow worker's completion is in flight (row locked) when rescue runs.
