@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flask
@@ -9,13 +10,23 @@ from gunicorn.app.base import BaseApplication
 
 from eventflo.config import Config
 
+# Builds the WSGI app in each gunicorn worker, after the fork.
+AppFactory = Callable[[Config], flask.Flask]
+
+
+def _create_eventflo_app(config: Config) -> flask.Flask:
+    from eventflo import create_app
+
+    return create_app(config)
+
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     """gunicorn with our settings; each worker builds its own app (and pool) after the fork."""
 
-    def __init__(self, config: Config, options: dict[str, Any]) -> None:
+    def __init__(self, config: Config, options: dict[str, Any], app: AppFactory) -> None:
         self._config = config
         self._options = options
+        self._app = app
         super().__init__()
 
     def load_config(self) -> None:
@@ -23,13 +34,22 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> flask.Flask:
-        from eventflo import create_app
-
-        return create_app(self._config)
+        return self._app(self._config)
 
 
-def run_gunicorn(config: Config, *, bind: str, workers: int, threads: int) -> None:
-    """Block serving until gunicorn is told to stop (SIGTERM: graceful, SIGINT: quick)."""
+def run_gunicorn(
+    config: Config,
+    *,
+    bind: str,
+    workers: int,
+    threads: int,
+    app: AppFactory = _create_eventflo_app,
+) -> None:
+    """Block serving until gunicorn is told to stop (SIGTERM: graceful, SIGINT: quick).
+
+    ``app`` is EventFlo's API unless given; the bench serves its bare insert
+    endpoint (``eventflo.bench.bare_api``) this way, with the same settings.
+    """
     _Gunicorn(
         config,
         {
@@ -45,4 +65,5 @@ def run_gunicorn(config: Config, *, bind: str, workers: int, threads: int) -> No
             # second instance would take it over; EventFlo does not use it.
             "control_socket_disable": True,
         },
+        app,
     ).run()

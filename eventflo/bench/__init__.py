@@ -177,6 +177,12 @@ COMPARISONS = (
         ("ingest", "requests_per_s_no_notify"),
         ("ingest", "requests_per_s"),
     ),
+    Comparison(
+        "ingest_vs_bare",
+        "EventFlo POST /events / bare insert endpoint (requests/s)",
+        ("ingest", "requests_per_s"),
+        ("ingest", "bare_requests_per_s"),
+    ),
 )
 
 

@@ -1,11 +1,15 @@
 """The ``ingest`` mode: C concurrent clients POST events to the API served by gunicorn.
 
-The real API (``eventflo serve --workers 2``) runs in a child process; no
-worker runs, so only the ingest path is measured. C client threads, each
-with one keep-alive HTTP connection, send ``--ingest-requests`` single-event
-``POST /events`` requests between them, three times per run:
+The real API (``eventflo serve --workers 2``) runs in a child process, and
+next to it the bare insert endpoint (``eventflo.bench.bare_api``: Flask and
+one INSERT) under the same gunicorn settings; no worker runs, so only the
+ingest path is measured. C client threads, each with one keep-alive HTTP
+connection, send ``--ingest-requests`` single-event ``POST /events``
+requests between them, four times per run:
 
 - with the ``events_notify_queued`` trigger, as in production;
+- to the bare endpoint, the same bodies, trigger on: the yardstick of the
+  ratio "EventFlo / bare insert endpoint";
 - with the trigger disabled in the scratch database, so the cost of the
   NOTIFY wake-up shows as the difference (re-enabled afterwards);
 - batches: ``POST /events/batch`` with 1,000 events each, 10 × as many
@@ -20,19 +24,35 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
 
-from eventflo.bench import QUERIES, Bench, BenchError, ModeResult, Sample, figures, latency
+from eventflo.bench import (
+    POLL_SECONDS,
+    QUERIES,
+    Bench,
+    BenchError,
+    ModeResult,
+    Sample,
+    drain,
+    figures,
+    latency,
+)
 
-SUMMARY = "C concurrent clients POST events to the API (gunicorn), with and without NOTIFY"
+SUMMARY = (
+    "C concurrent clients POST events to the API (gunicorn), with and without NOTIFY,"
+    " and to a bare insert endpoint"
+)
 
 FIGURES = (
     ("requests_per_s", "POST /events, NOTIFY on: requests/s", "req/s"),
     ("p99_ms", "POST /events, NOTIFY on: p99", "ms"),
+    ("bare_requests_per_s", "bare insert endpoint, NOTIFY on: requests/s", "req/s"),
+    ("bare_p99_ms", "bare insert endpoint, NOTIFY on: p99", "ms"),
     ("requests_per_s_no_notify", "POST /events, NOTIFY off: requests/s", "req/s"),
     ("p99_ms_no_notify", "POST /events, NOTIFY off: p99", "ms"),
     ("batch_events_per_s", "POST /events/batch (1,000 each): events/s", "events/s"),
@@ -56,17 +76,31 @@ def run(bench: Bench) -> ModeResult:
     batch = json.dumps(
         {"events": [_event(event) for event in generated[:BATCH_EVENTS]]}
     ).encode()
-    with tempfile.TemporaryFile() as log, latency.api_server(bench, log) as port:
-        samples = bench.repeat("ingest", lambda: ingest_once(bench, port, singles, batch, batches))
+    with (
+        tempfile.TemporaryFile() as log,
+        latency.api_server(bench, log) as port,
+        bare_server(bench, log) as bare_port,
+    ):
+        samples = bench.repeat(
+            "ingest", lambda: ingest_once(bench, port, bare_port, singles, batch, batches)
+        )
     return ModeResult("ingest", figures(samples, FIGURES))
 
 
 def ingest_once(
-    bench: Bench, port: int, singles: Sequence[bytes], batch: bytes, batches: int
+    bench: Bench,
+    port: int,
+    bare_port: int,
+    singles: Sequence[bytes],
+    batch: bytes,
+    batches: int,
 ) -> Sample:
     clients = bench.settings.clients
-    _load(bench, port, "/events", singles[:1] * (WARMUP_REQUESTS * clients), clients, 1)
+    warmup = singles[:1] * (WARMUP_REQUESTS * clients)
+    _load(bench, port, "/events", warmup, clients, 1)
     notify = _load(bench, port, "/events", singles, clients, 1)
+    _load(bench, bare_port, "/events", warmup, clients, 1)
+    bare = _load(bench, bare_port, "/events", singles, clients, 1)
     with bench.connect("setup") as conn:
         conn.execute(QUERIES["disable_notify_trigger"])
         try:
@@ -77,11 +111,44 @@ def ingest_once(
     return {
         "requests_per_s": notify["rate"],
         "p99_ms": notify["p99_ms"],
+        "bare_requests_per_s": bare["rate"],
+        "bare_p99_ms": bare["p99_ms"],
         "requests_per_s_no_notify": quiet["rate"],
         "p99_ms_no_notify": quiet["p99_ms"],
         "batch_events_per_s": batched["rate"],
         "batch_p99_ms": batched["p99_ms"],
     }
+
+
+@contextlib.contextmanager
+def bare_server(bench: Bench, log: IO[bytes]) -> Iterator[int]:
+    """The bare endpoint on a free port, with the arguments ``latency.api_server`` gives the API.
+
+    It has no read to probe: any HTTP answer means gunicorn is up, and a
+    worker answers only once its pool holds a connection.
+    """
+    port = latency._free_port()
+    command = [
+        sys.executable, "-m", "eventflo.bench.bare_api",
+        "--port", str(port), "--workers", str(latency.API_PROCESSES),
+    ]  # fmt: skip
+    with latency._child(command, latency._env(bench), log) as process:
+        deadline = time.monotonic() + latency.START_TIMEOUT
+        while True:
+            try:
+                with contextlib.closing(latency.HttpClient(port, timeout=2.0)) as client:
+                    client.request("GET", "/events")  # 405: only POST is served
+                break
+            except BenchError:
+                pass
+            latency._check_alive(process, "the bare endpoint", log)
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"the bare endpoint did not answer within {latency.START_TIMEOUT:g} s"
+                    f"{drain.log_tail(log)}"
+                )
+            time.sleep(POLL_SECONDS)
+        yield port
 
 
 def _event(event: dict[str, Any]) -> dict[str, Any]:
@@ -117,10 +184,9 @@ def _load(
     ]
     for thread in threads:
         thread.start()
-    try:
+    # A broken gate: a client failed to connect; its error is reported below.
+    with contextlib.suppress(threading.BrokenBarrierError):
         gate.wait(latency.START_TIMEOUT)
-    except threading.BrokenBarrierError:
-        pass  # a client failed to connect; its error is reported below
     started = time.perf_counter()
     for thread in threads:
         thread.join()

@@ -299,3 +299,9 @@ GROUP BY run.started, run.ended, run.window_length;
 -- The workers that have finished events so far; a worker id names its host and process id.
 SELECT DISTINCT worker_id
 FROM event_attempts;
+
+-- name: bare_insert_event
+-- The ingest mode's bare endpoint: one event in one autocommit statement, nothing else (eventflo/bench/bare_api.py).
+INSERT INTO events (event_type, source, payload)
+VALUES (%(event_type)s, %(source)s, %(payload)s)
+RETURNING id;

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import urllib.parse
+import uuid
 
 import psycopg
 import pytest
@@ -19,8 +20,9 @@ from click.testing import CliRunner
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from eventflo import cli
-from eventflo.bench import BenchError, drain
+from eventflo import cli, serving
+from eventflo.bench import BenchError, bare_api, drain
+from eventflo.config import Config
 from tests import postgres
 
 SMALL = ["--events", "2000", "--workers", "2", "--runs", "1"]
@@ -144,6 +146,8 @@ def test_latency_and_ingest_check_every_event_and_clean_up(pg_server, database_u
     assert set(ingest["figures"]) == {
         "requests_per_s",
         "p99_ms",
+        "bare_requests_per_s",
+        "bare_p99_ms",
         "requests_per_s_no_notify",
         "p99_ms_no_notify",
         "batch_events_per_s",
@@ -151,9 +155,51 @@ def test_latency_and_ingest_check_every_event_and_clean_up(pg_server, database_u
     }
     for figure in (*latency["figures"].values(), *ingest["figures"].values()):
         _assert_figure(figure)
-    assert set(report["ratios"]) == {"ingest_without_vs_with_notify"}
-    assert report["ratios"]["ingest_without_vs_with_notify"]["value"] > 0
+    # The bare endpoint's run passed the same exactly-once check, or ok would be false.
+    assert set(report["ratios"]) == {"ingest_without_vs_with_notify", "ingest_vs_bare"}
+    assert all(ratio["value"] > 0 for ratio in report["ratios"].values())
+    assert report["ratios"]["ingest_vs_bare"]["label"] == (
+        "EventFlo POST /events / bare insert endpoint (requests/s)"
+    )
     assert _scratch_databases(pg_server, database_url) == []
+
+
+def test_the_bare_endpoint_stores_the_event_once_and_answers_its_id(database_url, conn):
+    app = bare_api.create_app(Config(database_url=database_url))
+    try:
+        body = {"event_type": "user_signup", "source": "bench", "payload": {"user_id": 7}}
+        response = app.test_client().post("/events", json=body)
+
+        assert response.status_code == 202, response.text
+        rows = conn.execute("SELECT id, event_type, source, payload, status FROM events").fetchall()
+        assert rows == [
+            {"id": uuid.UUID(response.json["event_id"]), **body, "status": "queued"}
+        ]
+    finally:
+        app.extensions["eventflo_bare_pool"].close()
+
+
+def test_the_bare_server_runs_with_the_gunicorn_settings_of_eventflo_serve(
+    database_url, monkeypatch
+):
+    """The ratio compares apps only: same options, same gunicorn configuration, another app."""
+    started = []
+
+    def run(self):
+        settings = {name: setting.value for name, setting in self.cfg.settings.items()}
+        started.append((settings, self._app))
+
+    monkeypatch.setattr(serving._Gunicorn, "run", run)
+    args = ["--port", "8123", "--workers", "2"]
+    served = CliRunner().invoke(cli.main, ["serve", *args], env=_env(database_url))
+    bare = CliRunner().invoke(bare_api.main, args, env=_env(database_url))
+
+    assert served.exit_code == 0, served.output
+    assert bare.exit_code == 0, bare.output
+    (real_settings, real_app), (bare_settings, bare_app) = started
+    assert bare_settings == real_settings
+    assert real_settings["worker_class"] == "gthread" and real_settings["workers"] == 2
+    assert (real_app, bare_app) == (serving._create_eventflo_app, bare_api.create_app)
 
 
 def test_table_by_default_and_keep_leaves_the_processed_events(pg_server, database_url):
