@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -66,7 +67,11 @@ def insert_many(conn: psycopg.Connection[Row], batch: Sequence[NewEvent]) -> lis
     commit, so the follow-up read always finds the winner's row.
     """
     fingerprints = [event.fingerprint() if event.idempotency_key else None for event in batch]
-    with conn.transaction():
+    # Only a key can make a stored batch conflict (and need undoing); without
+    # one, the single INSERT is atomic on its own, and BEGIN and COMMIT would
+    # be two more round trips on every request.
+    keyed = any(fingerprints)
+    with conn.transaction() if keyed else contextlib.nullcontext():
         rows = conn.execute(
             QUERIES["insert_events"],
             {
