@@ -10,7 +10,7 @@ import flask_smorest
 import psycopg_pool
 
 from eventflo import api as views
-from eventflo import db, errors, logs
+from eventflo import db, errors, health, logs
 from eventflo.config import Config
 from eventflo.listener import FinishedWatcher
 
@@ -79,6 +79,7 @@ def create_app(config: Config | None = None) -> flask.Flask:
 
     api = flask_smorest.Api(app)
     api.register_blueprint(views.blp)
+    api.register_blueprint(health.blp)
     errors.register(app)
 
     config.require_database_url()

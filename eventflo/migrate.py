@@ -32,6 +32,12 @@ def migrations_dir() -> pathlib.Path:
     )
 
 
+def migration_ids() -> list[str]:
+    """The ids of the migrations this code ships, oldest first (the files' names)."""
+    files = migrations_dir().glob("*.sql")
+    return sorted(path.stem for path in files if not path.name.endswith(".rollback.sql"))
+
+
 def yoyo_url(database_url: str) -> str:
     """yoyo picks its driver from the scheme: ``postgresql+psycopg`` means psycopg 3 (not psycopg2)."""
     scheme, sep, rest = database_url.partition("://")

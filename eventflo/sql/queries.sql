@@ -276,3 +276,7 @@ ORDER BY r.severity;
 SELECT extract(epoch FROM now() - min(run_at))::float8 AS seconds
 FROM events
 WHERE status = 'queued' AND run_at <= now();
+
+-- name: applied_migrations
+-- The migrations yoyo has applied to this database (readiness compares them with the files).
+SELECT migration_id FROM _yoyo_migration;
