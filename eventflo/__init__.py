@@ -10,7 +10,7 @@ import flask_smorest
 import psycopg_pool
 
 from eventflo import api as views
-from eventflo import db, errors, health, logs
+from eventflo import apidocs, db, errors, health, logs
 from eventflo.config import Config
 from eventflo.listener import FinishedWatcher
 
@@ -74,12 +74,15 @@ def create_app(config: Config | None = None) -> flask.Flask:
         OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=apidocs.ASSETS_URL,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     api = flask_smorest.Api(app)
     api.register_blueprint(views.blp)
     api.register_blueprint(health.blp)
+    app.register_blueprint(apidocs.blp)
     errors.register(app)
 
     config.require_database_url()
