@@ -1,4 +1,4 @@
-"""The ``eventflo`` command: migrate, serve, worker, replay, stats, dev and bench."""
+"""The ``eventflo`` command: migrate, serve, worker, workers, replay, stats, dev and bench."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import json
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from eventflo import bench, db, migrate, queue, stats
+from eventflo import bench, db, migrate, queue, registry, stats
 from eventflo.config import Config, ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,16 +34,23 @@ def _database_url(config: Config) -> str:
         raise click.UsageError(str(exc)) from None
 
 
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def database_errors(func: F) -> F:
-    """An unreachable database is a one-line error and exit status 1, not a traceback."""
+    """An unreachable database (or one not migrated) is a one-line error and exit status 1."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except psycopg.OperationalError as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise click.ClickException(f"database unavailable: {first_line}") from None
+            raise click.ClickException(f"database unavailable: {_first_line(exc)}") from None
+        except psycopg.errors.UndefinedTable as exc:
+            raise click.ClickException(
+                f"the database schema is not current ({_first_line(exc)}); run: eventflo migrate"
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -211,18 +219,107 @@ def replay(
 
 
 @main.command("stats")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table (once).")
+@click.option("--watch", is_flag=True,
+              help="Redraw every --interval seconds, with the running workers, until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=None,
+              help="Seconds between redraws with --watch.  [default: 2]")
 @database_errors
-def stats_command(as_json: bool) -> None:
-    """Counts by status and severity, and the age of the oldest due queued event."""
+def stats_command(as_json: bool, watch: bool, interval: float | None) -> None:
+    """Counts by status and severity, and the age of the oldest due queued event.
+
+    With --watch, a view that refreshes in the terminal and adds the
+    throughput and the running workers; Ctrl-C quits (exit 0). --watch is
+    for people: it cannot be combined with --json (run --json repeatedly,
+    or scrape /metrics, for a machine).
+    """
+    if watch and as_json:
+        raise click.UsageError("--watch cannot be combined with --json (a view for a terminal)")
+    if interval is not None and not watch:
+        raise click.UsageError("--interval needs --watch")
     config = _config()
     _database_url(config)
+    if watch:
+        _watch_stats(config, interval or 2.0)
+        return
     with db.connect(config, "eventflo-cli stats") as conn:
         snapshot = stats.collect(conn)
     if as_json:
         click.echo(json.dumps(snapshot, indent=2))
         return
     click.echo(stats.render(snapshot))
+
+
+def _watch_stats(config: Config, interval: float) -> None:
+    """Clear and redraw every ``interval`` s until Ctrl-C.
+
+    The first connection must succeed (or the command fails as usual); an
+    outage after that shows in the view, which reconnects by itself.
+    """
+    clear = "\033[H\033[2J" if click.get_text_stream("stdout").isatty() else ""
+    name = "eventflo-cli stats --watch"
+    conn: psycopg.Connection[dict[str, Any]] | None = db.connect(config, name)
+    previous: tuple[int, float] | None = None  # (completed, monotonic time) of the last frame
+    try:
+        while True:
+            try:
+                if conn is None:
+                    conn = db.connect(config, name)
+                snapshot = stats.collect(conn)
+                running = registry.list_workers(conn, timeout=config.worker_timeout)
+            except psycopg.OperationalError as exc:
+                if conn is not None:
+                    conn.close()
+                conn, previous = None, None
+                body = f"database unavailable: {_first_line(exc)}; retrying every {interval:g} s"
+            else:
+                completed, at = snapshot["by_status"]["completed"], time.monotonic()
+                rate = None if previous is None else max(0, completed - previous[0]) / (at - previous[1])
+                previous = (completed, at)
+                body = stats.render_watch(
+                    snapshot,
+                    running,
+                    worker_timeout=config.worker_timeout,
+                    interval=interval,
+                    completed_per_s=rate,
+                    now=dt.datetime.now().astimezone(),
+                )
+            click.echo(clear + body)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        click.echo()
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+@main.command("workers")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--all", "include_stopped", is_flag=True,
+              help="Also list the workers stopped in the last hour.")
+@database_errors
+def workers_command(as_json: bool, include_stopped: bool) -> None:
+    """The worker processes in the registry: live, silent, and with --all recently stopped.
+
+    A worker is silent when its last heartbeat is older than
+    EVENTFLO_WORKER_TIMEOUT (it died, hangs, or lost the database; its leases
+    are released at once). Silent workers are listed for a day, stopped ones
+    for an hour.
+    """
+    config = _config()
+    _database_url(config)
+    with db.connect(config, "eventflo-cli workers") as conn:
+        found = registry.list_workers(
+            conn, timeout=config.worker_timeout, include_stopped=include_stopped
+        )
+    if as_json:
+        document = {
+            "worker_timeout_seconds": config.worker_timeout,
+            "workers": [worker.to_json() for worker in found],
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
+    click.echo(registry.render(found, timeout=config.worker_timeout))
 
 
 @main.command("dev")

@@ -104,6 +104,20 @@ class Config:
     list_limit_max: int = dataclasses.field(
         default=200, metadata={"parse": _positive_int, "doc": "cap on GET /events?limit="}
     )
+    heartbeat_seconds: float = dataclasses.field(
+        default=5.0,
+        metadata={
+            "parse": _seconds(at_least=0.1, at_most=3600.0),
+            "doc": "seconds between a worker's heartbeats to the registry",
+        },
+    )
+    worker_timeout: float = dataclasses.field(
+        default=30.0,
+        metadata={
+            "parse": _seconds(at_least=1.0, at_most=DAY),
+            "doc": "seconds without a heartbeat after which a worker counts as silent",
+        },
+    )
     log_format: str = dataclasses.field(
         default="text", metadata={"parse": _choice("text", "json"), "doc": "text or json"}
     )
@@ -111,6 +125,13 @@ class Config:
         default="info",
         metadata={"parse": _choice("debug", "info", "warning", "error"), "doc": "logging level"},
     )
+
+    def __post_init__(self) -> None:
+        if self.worker_timeout <= self.heartbeat_seconds:
+            raise ConfigError(
+                f"{PREFIX}WORKER_TIMEOUT ({self.worker_timeout:g}) must be longer than"
+                f" {PREFIX}HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}); a few heartbeats is right"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

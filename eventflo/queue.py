@@ -51,6 +51,18 @@ class Failure:
     permanent: bool
 
 
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """What a batch's outcome transaction wrote: the events it still held, by outcome.
+
+    An event of the batch in none of the lists had lost its lease; nothing was written for it.
+    """
+
+    completed: list[uuid.UUID]
+    retried: list[uuid.UUID]
+    failed: list[uuid.UUID]
+
+
 def claim(
     conn: psycopg.Connection[Row],
     *,
@@ -128,8 +140,8 @@ def finish(
     failures: Sequence[Failure],
     max_attempts: int,
     backoffs: Sequence[float],
-) -> tuple[int, int]:
-    """Write a batch's outcomes in one transaction; returns (completed, failed-or-retried) counts.
+) -> Finished:
+    """Write a batch's outcomes in one transaction; returns the events written, by outcome.
 
     Every write is fenced on the lease: an event whose lease another worker
     rescued is left alone, so a slow worker can never overwrite it.
@@ -170,7 +182,11 @@ def finish(
                 },
             ).fetchall()
         _forget_and_notify(conn, completed=bool(completed), rows=erred)
-    return len(completed), len(erred)
+    return Finished(
+        completed=[row["id"] for row in completed],
+        retried=[row["id"] for row in erred if row["status"] != "failed"],
+        failed=[row["id"] for row in erred if row["status"] == "failed"],
+    )
 
 
 def _store_results(
@@ -223,12 +239,18 @@ def _forget_and_notify(
 
 
 def rescue_expired(
-    conn: psycopg.Connection[Row], *, max_attempts: int, limit: int = 1000
+    conn: psycopg.Connection[Row], *, max_attempts: int, worker_timeout: float, limit: int = 1000
 ) -> list[Row]:
-    """Give expired leases back to the queue (or fail them when out of attempts)."""
+    """Give leases back to the queue (or fail events out of attempts) that no worker will finish.
+
+    Those are the expired leases, and every lease of a worker the registry
+    shows stopped or silent for longer than ``worker_timeout`` seconds.
+    Returns the rescued events: id, status, locked_by, attempts, reason, held_seconds.
+    """
     with conn.transaction():
         rows = conn.execute(
-            QUERIES["rescue_expired"], {"max_attempts": max_attempts, "limit": limit}
+            QUERIES["rescue_expired"],
+            {"max_attempts": max_attempts, "worker_timeout": worker_timeout, "limit": limit},
         ).fetchall()
         _forget_and_notify(conn, completed=False, rows=rows)
     return rows

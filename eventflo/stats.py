@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
-from eventflo import events, rules
+from eventflo import events, registry, rules
 from eventflo.sql import QUERIES
-
 
 
 def collect(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, Any]:
@@ -36,3 +37,26 @@ def render(snapshot: dict[str, Any]) -> str:
     age = snapshot["oldest_queued_age_seconds"]
     lines += ["", f"oldest queued: {'none' if age is None else f'{age:.1f} s'}"]
     return "\n".join(lines)
+
+
+def render_watch(
+    snapshot: dict[str, Any],
+    workers: Sequence[registry.WorkerInfo],
+    *,
+    worker_timeout: float,
+    interval: float,
+    completed_per_s: float | None,
+    now: dt.datetime,
+) -> str:
+    """One frame of ``eventflo stats --watch``: the snapshot, the throughput, the running workers."""
+    rate = "-" if completed_per_s is None else f"{completed_per_s:,.0f}"
+    return "\n".join(
+        [
+            f"eventflo stats  {now:%Y-%m-%d %H:%M:%S}  every {interval:g} s  (Ctrl-C quits)",
+            "",
+            render(snapshot),
+            f"completed/s:   {rate} (since the previous refresh)",
+            "",
+            registry.render(workers, timeout=worker_timeout),
+        ]
+    )

@@ -7,6 +7,7 @@ batch in hand, exit 0), the second one kills.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -21,7 +22,7 @@ from types import FrameType
 
 import psycopg
 
-from eventflo import db, logs, queue, rules
+from eventflo import db, logs, queue, registry, rules
 from eventflo.config import Config
 from eventflo.listener import QUEUED_CHANNEL, Listener
 
@@ -75,9 +76,18 @@ class Worker:
         self._conn: psycopg.Connection[dict[str, object]] | None = None
         self._rng = random.Random()
         self._next_rescue = 0.0
+        self._next_heartbeat = 0.0  # the first one registers the worker
+        self._poll_at: float | None = None  # when an idle wait ends with a poll
+        self._registered = False
         self._claim_floor = queue.ClaimFloor()
         self._reconnect_backoff = 0.0
-        self.processed = 0
+        self.completed = 0
+        self.failed = 0  # attempts that ended failed or retried
+
+    @property
+    def processed(self) -> int:
+        """Events this worker finished (completed, failed or retried)."""
+        return self.completed + self.failed
 
     # -- the loop ---------------------------------------------------------
 
@@ -85,13 +95,16 @@ class Worker:
         log.info("worker started", extra={"worker_id": self.worker_id})
         try:
             self.listener.connect()
+            look = True  # for work; False when only the heartbeat woke the loop
             while not self._should_stop():
                 try:
+                    self._heartbeat_if_due()
                     self._rescue_if_due()
-                    if self.run_once():
+                    if look and self.run_once():
                         continue  # drain: claim again at once while there is work
                 except psycopg.OperationalError as exc:
                     self._lost_connection(exc)
+                    look = True
                     continue
                 except psycopg.Error as exc:
                     # Not a lost connection but a failed statement: a bug or a
@@ -99,11 +112,14 @@ class Worker:
                     # and are rescued, so nothing is lost.
                     log.exception("database error; backing off", extra={"worker_id": self.worker_id})
                     self._lost_connection(exc)
+                    look = True
                     continue
-                self._idle()
+                look = self._idle()
         finally:
+            self._record_stop()
             self.close()
-            log.info("worker stopped", extra={"worker_id": self.worker_id, "processed": self.processed})
+            counts = {"completed": self.completed, "failed": self.failed}
+            log.info("worker stopped", extra={"worker_id": self.worker_id, **counts})
 
     def run_once(self) -> int:
         """Claim one batch, classify it, write the outcomes; the number of events claimed."""
@@ -119,6 +135,10 @@ class Worker:
         if not batch:
             return 0
         started = time.perf_counter()
+        # Per-event lines are INFO; checked once per batch, a quieter level costs nothing per event.
+        per_event = log.isEnabledFor(logging.INFO)
+        if per_event:
+            self._log_claimed(batch)
         verdicts, failures = self._classify(batch)
         backoffs = [
             queue.backoff_seconds(
@@ -129,7 +149,7 @@ class Worker:
             )
             for f in failures
         ]
-        completed, erred = queue.finish(
+        finished = queue.finish(
             conn,
             worker_id=self.worker_id,
             verdicts=verdicts,
@@ -137,17 +157,22 @@ class Worker:
             max_attempts=self.config.max_attempts,
             backoffs=backoffs,
         )
-        self.processed += completed + erred
-        lost = len(batch) - completed - erred
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        erred = len(finished.retried) + len(finished.failed)
+        self.completed += len(finished.completed)
+        self.failed += erred
+        if per_event:
+            self._log_outcomes(verdicts, failures, backoffs, finished, duration_ms)
+        lost = len(batch) - len(finished.completed) - erred
         log.debug(
             "batch finished",
             extra={
                 "worker_id": self.worker_id,
                 "claimed": len(batch),
-                "completed": completed,
+                "completed": len(finished.completed),
                 "erred": erred,
                 "lost_lease": lost,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "duration_ms": duration_ms,
             },
         )
         if lost:
@@ -166,51 +191,168 @@ class Worker:
                 verdict = rules.classify_event(event.event_type, event.payload, self.rule_table)
             except rules.RuleError as exc:
                 failures.append(queue.Failure(event, f"rule error: {exc}", permanent=True))
-                log.info("event failed: rule error", extra=self._event_extra(event, str(exc)))
             except Exception as exc:  # a bug in a rule: retry, the next attempt may differ
                 error = f"unexpected error: {type(exc).__name__}: {exc}"
                 failures.append(queue.Failure(event, error, permanent=False))
-                log.warning("event erred", extra=self._event_extra(event, error), exc_info=True)
+                # The traceback is for whoever fixes the rule; the outcome is logged once written.
+                log.warning(
+                    "a rule raised an unexpected error",
+                    extra=self._event_fields(event, error=error),
+                    exc_info=True,
+                )
             else:
                 verdicts.append(queue.Verdict(event, verdict))
         return verdicts, failures
 
-    def _event_extra(self, event: queue.Claimed, error: str) -> dict[str, object]:
+    # -- one log line per state change (INFO; never the payload) ----------
+
+    def _event_fields(self, event: queue.Claimed, **fields: object) -> dict[str, object]:
         return {
             "worker_id": self.worker_id,
             "event_id": str(event.event_id),
+            "event_type": event.event_type,
             "attempt": event.attempt,
-            "error": error,
+            **fields,
         }
 
+    def _log_claimed(self, batch: list[queue.Claimed]) -> None:
+        """queued → processing; ``waited_ms``: from due (run_at) to the claim, by the database clock."""
+        lease = dt.timedelta(seconds=self.config.lease_seconds)
+        for event in batch:
+            waited_ms = round((event.locked_until - lease - event.run_at).total_seconds() * 1000, 2)
+            log.info(
+                "event claimed",
+                extra=self._event_fields(event, status="processing", waited_ms=waited_ms),
+            )
+
+    def _log_outcomes(
+        self,
+        verdicts: list[queue.Verdict],
+        failures: list[queue.Failure],
+        backoffs: list[float],
+        finished: queue.Finished,
+        duration_ms: float,
+    ) -> None:
+        """The outcomes the batch's transaction wrote; ``duration_ms``: claim to commit.
+
+        An error's text can quote the payload, so it is logged at DEBUG only.
+        """
+        completed = set(finished.completed)
+        for verdict in verdicts:
+            if verdict.event.event_id in completed:
+                fields = self._event_fields(
+                    verdict.event,
+                    status="completed",
+                    duration_ms=duration_ms,
+                    rule=verdict.classification.rule_id,
+                    severity=verdict.classification.severity.value,
+                )
+                log.info("event completed", extra=fields)
+        retried, failed = set(finished.retried), set(finished.failed)
+        debug = log.isEnabledFor(logging.DEBUG)
+        for failure, backoff in zip(failures, backoffs, strict=True):
+            event_id = failure.event.event_id
+            if event_id not in retried and event_id not in failed:
+                continue  # lost the lease: nothing was written
+            fields = self._event_fields(
+                failure.event,
+                status="queued" if event_id in retried else "failed",
+                duration_ms=duration_ms,
+                cause="rule error" if failure.permanent else "unexpected error",
+            )
+            if event_id in retried:
+                fields["retry_in_s"] = round(backoff, 3)
+            if debug:
+                fields["error"] = failure.error
+            log.info("event retried" if event_id in retried else "event failed", extra=fields)
+
     def _rescue_if_due(self) -> None:
-        """Any live worker releases expired leases; cheap, it reads a small partial index."""
+        """Any live worker releases the leases of expired claims and of stopped or silent workers.
+
+        Cheap: it reads a small partial index (events in flight) and the registry.
+        """
         now = time.monotonic()
         if now < self._next_rescue:
             return
-        interval = max(0.5, min(self.config.lease_seconds / 2, 10.0))
+        config = self.config
+        interval = max(0.5, min(config.lease_seconds / 2, config.worker_timeout / 2, 10.0))
         self._next_rescue = now + interval * self._rng.uniform(0.8, 1.2)
-        for row in queue.rescue_expired(self._connection(), max_attempts=self.config.max_attempts):
+        rescued = queue.rescue_expired(
+            self._connection(),
+            max_attempts=config.max_attempts,
+            worker_timeout=config.worker_timeout,
+        )
+        for row in rescued:
             log.warning(
-                "rescued an expired lease",
+                "event lease rescued",
                 extra={
                     "worker_id": self.worker_id,
                     "event_id": str(row["id"]),
-                    "dead_worker_id": row["locked_by"],
+                    "attempt": row["attempts"],
                     "status": row["status"],
+                    "holder_worker_id": row["locked_by"],
+                    "reason": row["reason"],
+                    "duration_ms": round(row["held_seconds"] * 1000, 2),
                 },
             )
 
-    def _idle(self) -> None:
-        """Block on LISTEN until a NOTIFY, the jittered poll interval, or a stop request."""
-        deadline = time.monotonic() + self.config.poll_interval * self._rng.uniform(0.8, 1.2)
+    def _heartbeat_if_due(self) -> None:
+        """Register this worker (the first time), then tell the registry it is alive."""
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        conn = self._connection()
+        if self._registered:
+            registry.heartbeat(
+                conn, worker_id=self.worker_id, completed=self.completed, failed=self.failed
+            )
+        else:
+            registry.register(
+                conn, worker_id=self.worker_id, completed=self.completed, failed=self.failed
+            )
+            self._registered = True
+            log.info("worker registered", extra={"worker_id": self.worker_id})
+        self._next_heartbeat = now + self.config.heartbeat_seconds
+
+    def _record_stop(self) -> None:
+        """Tell the registry this worker stopped; without a database it turns silent instead."""
+        if not self._registered:
+            return
+        try:
+            registry.stop(
+                self._connection(),
+                worker_id=self.worker_id,
+                completed=self.completed,
+                failed=self.failed,
+            )
+        except psycopg.Error as exc:
+            log.warning(
+                "could not record the stop in the registry (%s); the worker will show as silent",
+                exc,
+                extra={"worker_id": self.worker_id},
+            )
+
+    def _idle(self) -> bool:
+        """Block on LISTEN until a NOTIFY, the jittered poll interval, the next heartbeat, or a stop.
+
+        True when the loop should look for work (a NOTIFY, a reconnect, the
+        poll interval). False when only the heartbeat is due, however long the
+        poll interval: the next call resumes the same wait, so heartbeats
+        neither wait for the poll nor postpone it.
+        """
+        if self._poll_at is None:
+            self._poll_at = time.monotonic() + self.config.poll_interval * self._rng.uniform(0.8, 1.2)
         while not self._should_stop():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
+            now = time.monotonic()
+            if now >= self._poll_at:
+                break
+            if now >= self._next_heartbeat:
+                return False
             # Short slices keep a stop request prompt: signals do not interrupt the wait.
-            if self.listener.wait(min(remaining, 0.5)):
-                return
+            if self.listener.wait(min(self._poll_at, self._next_heartbeat, now + 0.5) - now):
+                break
+        self._poll_at = None
+        return True
 
     def _should_stop(self) -> bool:
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
@@ -229,6 +371,7 @@ class Worker:
     def _lost_connection(self, exc: Exception) -> None:
         """Back off (with jitter), then the next loop reconnects; claims in hand expire and are rescued."""
         self._close()
+        self._poll_at = None  # after the reconnect, look for work at once
         self._reconnect_backoff = min(_RECONNECT_BACKOFF_MAX, max(0.2, self._reconnect_backoff * 2))
         delay = self._reconnect_backoff * self._rng.uniform(0.5, 1.0)
         log.warning(

@@ -198,13 +198,27 @@ DELETE FROM event_processing_results WHERE event_id = ANY (%(event_ids)s::uuid[]
 SELECT pg_notify('eventflo_finished', '');
 
 -- name: rescue_expired
--- Give back events whose worker let the lease run out: queued again, or failed when out of attempts.
-WITH expired AS MATERIALIZED (
+-- Give back events whose lease ran out or whose worker stopped or went silent: queued again, or failed when out of attempts.
+WITH gone AS MATERIALIZED (
+    -- Registered workers that will not finish what they hold: they stopped,
+    -- or sent no heartbeat within the timeout. Their leases go back at once,
+    -- not when they expire. Computed once, so both steps below agree on it.
+    SELECT id,
+           CASE WHEN stopped_at IS NOT NULL THEN 'stopped'
+                ELSE 'silent for ' || round(extract(epoch FROM now() - last_seen_at))::bigint || ' s'
+           END AS why
+    FROM workers
+    WHERE stopped_at IS NOT NULL
+       OR last_seen_at < now() - make_interval(secs => %(worker_timeout)s)
+),
+expired AS MATERIALIZED (
     -- Locked here so a worker that completes at this very moment either
     -- commits first (and the row no longer matches) or waits for us.
+    -- Workers not in the registry keep the lease-expiry rule alone.
     SELECT id, locked_by, started_at
     FROM events
-    WHERE status = 'processing' AND locked_until < now()
+    WHERE status = 'processing'
+      AND (locked_until < now() OR locked_by = ANY (ARRAY(SELECT id FROM gone)))
     ORDER BY locked_until
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -213,16 +227,21 @@ rescued AS (
     UPDATE events AS e
     SET status = CASE WHEN e.attempts >= %(max_attempts)s
                       THEN 'failed' ELSE 'queued' END::event_status,
-        error_message = 'lease expired: worker ' || x.locked_by || ' did not finish in time',
+        error_message = coalesce(
+            'lease released: worker ' || x.locked_by || ' ' || g.why,
+            'lease expired: worker ' || x.locked_by || ' did not finish in time'),
         run_at = now(),
         locked_by = NULL,
         locked_until = NULL,
         updated_at = now()
     FROM expired AS x
+    LEFT JOIN gone AS g ON g.id = x.locked_by
     WHERE e.id = x.id
-      -- Re-check in the same statement: never overwrite an event that has just completed.
+      -- Re-check in the same statement: never overwrite an event that has
+      -- just completed, or that is held under another lease by now.
       AND e.status = 'processing'
-      AND e.locked_until < now()
+      AND e.locked_by = x.locked_by
+      AND (e.locked_until < now() OR g.id IS NOT NULL)
     RETURNING e.id, e.attempts, e.status, e.error_message, x.locked_by, x.started_at
 ),
 history AS (
@@ -230,7 +249,9 @@ history AS (
     SELECT r.id, r.attempts, r.locked_by, r.started_at, 'lease_expired', r.error_message
     FROM rescued AS r
 )
-SELECT r.id, r.status, r.locked_by FROM rescued AS r;
+SELECT r.id, r.status, r.locked_by, r.attempts, r.error_message AS reason,
+       extract(epoch FROM now() - r.started_at)::float8 AS held_seconds
+FROM rescued AS r;
 
 -- name: select_replay_candidates
 -- Events a replay would requeue: by status, type, creation time range or ids; never one in flight.

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 
 import pytest
 from click.testing import CliRunner
 
-from eventflo import cli
+from eventflo import cli, registry
+from tests import tcp_proxy
 
 ALL_MIGRATIONS = [
     "0001_create_events",
     "0002_create_event_processing_results",
     "0003_create_event_attempts",
     "0004_lean_hot_path",
+    "0005_create_workers",
 ]
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
 
@@ -97,16 +104,18 @@ def test_migrate_lists_then_applies_every_migration_on_an_empty_database(
 
     applied = invoke("migrate", env=env)
     _assert_clean_exit(applied, 0)
-    assert applied.output.strip() == f"applied 4 migration(s): {', '.join(ALL_MIGRATIONS)}"
+    assert applied.output.strip() == (
+        f"applied {len(ALL_MIGRATIONS)} migration(s): {', '.join(ALL_MIGRATIONS)}"
+    )
     assert invoke("migrate", "--list", env=env).output.strip() == "no pending migrations"
 
 
 def test_migrate_rollback_then_reapply(invoke):
     rolled_back = invoke("migrate", "--rollback", "1")
     _assert_clean_exit(rolled_back, 0)
-    assert rolled_back.output.strip() == "rolled back 1 migration(s): 0004_lean_hot_path"
-    assert invoke("migrate", "--list").output.split() == ["0004_lean_hot_path"]
-    assert invoke("migrate").output.strip() == "applied 1 migration(s): 0004_lean_hot_path"
+    assert rolled_back.output.strip() == "rolled back 1 migration(s): 0005_create_workers"
+    assert invoke("migrate", "--list").output.split() == ["0005_create_workers"]
+    assert invoke("migrate").output.strip() == "applied 1 migration(s): 0005_create_workers"
 
 
 # -- stats -----------------------------------------------------------------
@@ -164,6 +173,191 @@ def test_stats_on_an_empty_queue(invoke):
     assert set(snapshot["by_status"].values()) == {0}
     assert snapshot["oldest_queued_age_seconds"] is None
     assert "oldest queued: none" in invoke("stats").output
+
+
+# -- stats --watch ---------------------------------------------------------
+
+
+def _start_watch(database_url, *args):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EVENTFLO_")}
+    env.update(EVENTFLO_DATABASE_URL=database_url, EVENTFLO_WORKER_TIMEOUT="30", PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "eventflo", "stats", "--watch", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_stats_watch_refreshes_until_ctrl_c_then_exits_zero(database_url, conn, populated):
+    registry.register(conn, worker_id="host-a:11:abcdef", host="host-a", pid=11)
+    watch = _start_watch(database_url, "--interval", "0.2")
+    frames: list[list[str]] = []  # the lines of each refresh, from its header on
+    try:
+        deadline = time.monotonic() + 30
+        while len(frames) < 4:  # the third frame is complete once the fourth begins
+            assert time.monotonic() < deadline, f"fewer than 4 refreshes: {frames}"
+            line = watch.stdout.readline()
+            assert line, f"the watch ended early: {watch.stderr.read()}"
+            if line.startswith("eventflo stats "):
+                frames.append([])
+                if len(frames) == 2:
+                    # Printed whole after its queries: the change shows from the third frame on.
+                    conn.execute(
+                        "UPDATE events SET status = 'failed', error_message = 'x'"
+                        " WHERE status = 'queued'"
+                    )
+            assert frames, f"output before the first header: {line!r}"
+            frames[-1].append(line.rstrip("\n"))
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=10)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate()
+    assert watch.returncode == 0, err
+    assert "Traceback" not in err and "Aborted" not in err, err
+    first, third = ("\n".join(frame) for frame in (frames[0], frames[2]))
+    assert "every 0.2 s" in first
+    rows = [line.split() for line in frames[0]]
+    for expected in (["queued", "2"], ["processing", "1"], ["failed", "1"], ["CRITICAL", "2"]):
+        assert expected in rows, first
+    assert "completed/s:   - (since the previous refresh)" in first  # no rate before a 2nd frame
+    assert "1 live, 0 silent (no heartbeat for over 30 s)" in first
+    assert any(row[:3] == ["host-a:11:abcdef", "host-a", "11"] for row in rows), first
+    assert ["failed", "3"] in [line.split() for line in frames[2]], third
+    assert "completed/s:   0 (since the previous refresh)" in third
+    assert "\033[2J" not in first, "no clearing when stdout is not a terminal"
+
+
+def test_stats_watch_shows_an_outage_and_recovers_by_itself(database_url):
+    with tcp_proxy.TcpProxy(tcp_proxy.upstream_of(database_url)) as proxy:
+        watch = _start_watch(tcp_proxy.url_through(database_url, proxy.port), "--interval", "0.2")
+        try:
+            def read_until(text):
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    line = watch.stdout.readline()
+                    assert line, f"the watch ended: {watch.stderr.read()}"
+                    if text in line:
+                        return
+                pytest.fail(f"no {text!r} within 30 s")
+
+            read_until("oldest queued:")
+            proxy.cut()
+            read_until("database unavailable: ")
+            proxy.restore()
+            read_until("oldest queued:")
+            watch.send_signal(signal.SIGINT)
+            _, err = watch.communicate(timeout=10)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.communicate()
+    assert watch.returncode == 0, err
+    assert "Traceback" not in err, err
+
+
+def test_stats_watch_with_json_is_a_usage_error(invoke):
+    result = invoke("stats", "--watch", "--json")
+    _assert_clean_exit(result, 2)
+    assert "--watch cannot be combined with --json" in result.output
+    result = invoke("stats", "--interval", "1")
+    _assert_clean_exit(result, 2)
+    assert "--interval needs --watch" in result.output
+
+
+def test_stats_watch_on_an_unreachable_database_is_a_one_line_error():
+    watch = _start_watch(UNREACHABLE)
+    out, err = watch.communicate(timeout=30)
+    assert watch.returncode == 1
+    assert out == ""
+    assert err.startswith("Error: database unavailable") and len(err.strip().splitlines()) == 1, err
+
+
+# -- workers ---------------------------------------------------------------
+
+
+@pytest.fixture
+def registered(conn):
+    """One live worker, one silent for 2 minutes, one stopped 5 minutes ago."""
+    registry.register(conn, worker_id="host-a:11:aaaaaa", host="host-a", pid=11)
+    registry.heartbeat(conn, worker_id="host-a:11:aaaaaa", completed=1234, failed=5)
+    registry.register(conn, worker_id="host-b:22:bbbbbb", host="host-b", pid=22)
+    registry.register(conn, worker_id="host-c:33:cccccc", host="host-c", pid=33)
+    conn.execute(
+        "UPDATE workers SET started_at = now() - interval '1 hour',"
+        " last_seen_at = now() - interval '2 minutes' WHERE id = 'host-b:22:bbbbbb'"
+    )
+    conn.execute(
+        "UPDATE workers SET started_at = now() - interval '1 hour',"
+        " stopped_at = now() - interval '5 minutes' WHERE id = 'host-c:33:cccccc'"
+    )
+
+
+def test_workers_lists_live_and_silent_workers(invoke, registered):
+    result = invoke("workers")
+    _assert_clean_exit(result, 0)
+    lines = result.output.splitlines()
+    assert lines[0] == "1 live, 1 silent (no heartbeat for over 30 s)"
+    assert lines[2].split() == [
+        "id", "host", "pid", "started", "(UTC)", "last", "seen", "completed", "failed", "state"
+    ]
+    rows = {line.split()[0]: line.split() for line in lines[3:]}
+    assert set(rows) == {"host-a:11:aaaaaa", "host-b:22:bbbbbb"}
+    live = rows["host-a:11:aaaaaa"]
+    assert (live[1], live[2], live[-3], live[-2], live[-1]) == ("host-a", "11", "1,234", "5", "live")
+    silent = rows["host-b:22:bbbbbb"]
+    assert silent[-1] == "silent"
+    assert " ".join(silent[5:8]) == "2 min ago"
+
+
+def test_workers_all_adds_recently_stopped_ones(invoke, registered):
+    result = invoke("workers", "--all")
+    _assert_clean_exit(result, 0)
+    assert result.output.splitlines()[0] == (
+        "1 live, 1 silent (no heartbeat for over 30 s), 1 stopped less than 1 h ago"
+    )
+    assert "host-c:33:cccccc" in result.output and " stopped" in result.output
+
+
+def test_workers_json(invoke, database_url, registered):
+    result = invoke("workers", "--json", "--all", env=_env(database_url, worker_timeout="60"))
+    _assert_clean_exit(result, 0)
+    document = json.loads(result.output)
+    assert document["worker_timeout_seconds"] == 60.0
+    by_id = {w["id"]: w for w in document["workers"]}
+    assert {w_id: w["state"] for w_id, w in by_id.items()} == {
+        "host-a:11:aaaaaa": "live",
+        "host-b:22:bbbbbb": "silent",
+        "host-c:33:cccccc": "stopped",
+    }
+    live = by_id["host-a:11:aaaaaa"]
+    assert (live["host"], live["pid"], live["completed"], live["failed"]) == ("host-a", 11, 1234, 5)
+    assert live["stopped_at"] is None and 0 <= live["seen_seconds_ago"] < 30
+    assert dt.datetime.fromisoformat(by_id["host-c:33:cccccc"]["stopped_at"]).tzinfo is not None
+    assert set(live) == {
+        "id", "host", "pid", "started_at", "last_seen_at", "stopped_at",
+        "completed", "failed", "seen_seconds_ago", "state",
+    }
+
+
+def test_workers_on_an_empty_registry(invoke):
+    result = invoke("workers")
+    _assert_clean_exit(result, 0)
+    assert result.output.strip() == (
+        "0 live, 0 silent (no heartbeat for over 30 s): no worker is running"
+    )
+    assert json.loads(invoke("workers", "--json").output)["workers"] == []
+
+
+def test_workers_on_a_database_without_the_registry_says_to_migrate(invoke):
+    assert invoke("migrate", "--rollback", "1").exit_code == 0
+    result = invoke("workers")
+    _assert_clean_exit(result, 1)
+    assert "run: eventflo migrate" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
 
 
 # -- replay ----------------------------------------------------------------
@@ -288,7 +482,16 @@ def test_replay_rejects_bad_options_clearly_and_changes_nothing(invoke, conn, ar
 
 @pytest.mark.parametrize(
     "command",
-    [["stats"], ["replay"], ["replay", "--dry-run"], ["migrate"], ["migrate", "--list"], ["serve"]],
+    [
+        ["stats"],
+        ["replay"],
+        ["replay", "--dry-run"],
+        ["migrate"],
+        ["migrate", "--list"],
+        ["serve"],
+        ["workers"],
+        ["workers", "--json"],
+    ],
 )
 def test_an_unreachable_database_is_a_one_line_error(invoke, command):
     result = invoke(*command, env=_env(UNREACHABLE))
@@ -297,7 +500,9 @@ def test_an_unreachable_database_is_a_one_line_error(invoke, command):
     assert len(result.output.strip().splitlines()) == 1, result.output
 
 
-@pytest.mark.parametrize("command", [["stats"], ["replay"], ["migrate"], ["worker"], ["serve"]])
+@pytest.mark.parametrize(
+    "command", [["stats"], ["replay"], ["migrate"], ["worker"], ["serve"], ["workers"]]
+)
 def test_a_missing_database_url_is_a_usage_error(invoke, command):
     result = invoke(*command, env=_env())
     _assert_clean_exit(result, 2)

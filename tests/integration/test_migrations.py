@@ -12,6 +12,7 @@ ALL = [
     "0002_create_event_processing_results",
     "0003_create_event_attempts",
     "0004_lean_hot_path",
+    "0005_create_workers",
 ]
 
 
@@ -26,7 +27,12 @@ def _tables(url: str) -> set[str]:
 def test_apply_rollback_apply_round_trips(empty_database_url):
     assert migrate.pending(empty_database_url) == ALL
     assert migrate.apply(empty_database_url) == ALL
-    assert _tables(empty_database_url) == {"events", "event_processing_results", "event_attempts"}
+    assert _tables(empty_database_url) == {
+        "events",
+        "event_processing_results",
+        "event_attempts",
+        "workers",
+    }
     assert migrate.pending(empty_database_url) == []
 
     assert migrate.rollback(empty_database_url) == list(reversed(ALL))
@@ -45,14 +51,16 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
 
 def test_rollback_one_step_then_reapply(empty_database_url):
     migrate.apply(empty_database_url)
-    assert migrate.rollback(empty_database_url, steps=1) == ["0004_lean_hot_path"]
-    assert migrate.pending(empty_database_url) == ["0004_lean_hot_path"]
-    assert migrate.apply(empty_database_url) == ["0004_lean_hot_path"]
+    assert migrate.rollback(empty_database_url, steps=1) == ["0005_create_workers"]
+    assert migrate.pending(empty_database_url) == ["0005_create_workers"]
+    assert "workers" not in _tables(empty_database_url)
+    assert migrate.apply(empty_database_url) == ["0005_create_workers"]
+    assert "workers" in _tables(empty_database_url)
 
 
 def test_rolling_back_the_hot_path_migration_restores_the_table_checks(empty_database_url):
     migrate.apply(empty_database_url)
-    migrate.rollback(empty_database_url, steps=1)
+    assert migrate.rollback(empty_database_url, steps=2) == ["0005_create_workers", "0004_lean_hot_path"]
     with psycopg.connect(empty_database_url) as conn:
         checks = {
             row[0]

@@ -70,10 +70,17 @@ def _claim(conn, worker_id="worker-a", batch_size=10, lease_seconds=LEASE, not_b
     )
 
 
+def _counts(finished):
+    """(completed, failed or retried): what a finish wrote."""
+    return len(finished.completed), len(finished.retried) + len(finished.failed)
+
+
 def _complete(conn, claimed, worker_id="worker-a"):
     verdicts = [queue.Verdict(c, rules.classify_event(c.event_type, c.payload)) for c in claimed]
-    return queue.finish(
-        conn, worker_id=worker_id, verdicts=verdicts, failures=[], max_attempts=5, backoffs=[]
+    return _counts(
+        queue.finish(
+            conn, worker_id=worker_id, verdicts=verdicts, failures=[], max_attempts=5, backoffs=[]
+        )
     )
 
 
@@ -81,14 +88,20 @@ def _fail(conn, claimed, *, worker_id="worker-a", permanent, max_attempts=5, bac
     failures = [
         queue.Failure(c, f"boom on attempt {c.attempt}", permanent=permanent) for c in claimed
     ]
-    return queue.finish(
-        conn,
-        worker_id=worker_id,
-        verdicts=[],
-        failures=failures,
-        max_attempts=max_attempts,
-        backoffs=[backoff] * len(failures),
+    return _counts(
+        queue.finish(
+            conn,
+            worker_id=worker_id,
+            verdicts=[],
+            failures=failures,
+            max_attempts=max_attempts,
+            backoffs=[backoff] * len(failures),
+        )
     )
+
+
+def _rescue(conn, max_attempts=5, worker_timeout=30.0):
+    return queue.rescue_expired(conn, max_attempts=max_attempts, worker_timeout=worker_timeout)
 
 
 def _expire_leases(conn):
@@ -352,7 +365,7 @@ def test_a_worker_that_lost_its_lease_writes_nothing(conn):
     event_id = _insert(conn, "system_error")
     claimed_a = _claim(conn, "worker-a")
     _expire_leases(conn)
-    assert [r["id"] for r in queue.rescue_expired(conn, max_attempts=5)] == [event_id]
+    assert [r["id"] for r in _rescue(conn)] == [event_id]
     claimed_b = _claim(conn, "worker-b")
     assert [c.attempt for c in claimed_b] == [2]
 
@@ -376,7 +389,7 @@ def test_the_fence_holds_when_a_replay_restarts_the_attempt_count(conn):
     event_id = _insert(conn)
     claimed_a = _claim(conn, "worker-a")
     _expire_leases(conn)
-    queue.rescue_expired(conn, max_attempts=1)  # out of attempts: failed
+    _rescue(conn, max_attempts=1)  # out of attempts: failed
     assert queue.replay(conn, [event_id], ("failed",)) == 1
     claimed_b = _claim(conn, "worker-b")
     # Same attempt number as A's claim; only the lease owner tells them apart.
@@ -391,7 +404,7 @@ def test_the_same_worker_cannot_finish_an_older_attempt_of_its_own(conn):
     event_id = _insert(conn)
     first = _claim(conn, "worker-a")
     _expire_leases(conn)
-    queue.rescue_expired(conn, max_attempts=5)
+    _rescue(conn)
     second = _claim(conn, "worker-a")
     assert _complete(conn, first, "worker-a") == (0, 0)
     assert _complete(conn, second, "worker-a") == (1, 0)
@@ -404,10 +417,10 @@ def test_the_same_worker_cannot_finish_an_older_attempt_of_its_own(conn):
 def test_rescue_requeues_an_expired_lease_and_records_the_attempt(conn):
     event_id = _insert(conn)
     _claim(conn, "worker-dead")
-    assert queue.rescue_expired(conn, max_attempts=5) == [], "a live lease is left alone"
+    assert _rescue(conn) == [], "a live lease is left alone"
     _expire_leases(conn)
 
-    (rescued,) = queue.rescue_expired(conn, max_attempts=5)
+    (rescued,) = _rescue(conn)
     assert (rescued["id"], rescued["status"], rescued["locked_by"]) == (
         event_id,
         "queued",
@@ -430,7 +443,7 @@ def test_rescue_fails_an_event_that_is_out_of_attempts(conn):
     _claim(conn, "worker-dead")
     _expire_leases(conn)
 
-    (rescued,) = queue.rescue_expired(conn, max_attempts=1)
+    (rescued,) = _rescue(conn, max_attempts=1)
     assert rescued["status"] == "failed"
     row = _row(conn, event_id)
     assert row["status"] == "failed"
@@ -446,9 +459,9 @@ def test_rescue_never_touches_an_event_that_has_just_completed(database_url, con
         with conn.transaction():
             # The slow worker's completion is in flight (row locked) when rescue runs.
             assert _complete(conn, claimed, "worker-a") == (1, 0)
-            assert queue.rescue_expired(rescuer, max_attempts=5) == []
+            assert _rescue(rescuer) == []
         # Committed: the event is completed and there is nothing to rescue.
-        assert queue.rescue_expired(rescuer, max_attempts=5) == []
+        assert _rescue(rescuer) == []
     row = _row(conn, event_id)
     assert row["status"] == "completed"
     assert len(_results(conn, event_id)) == 1

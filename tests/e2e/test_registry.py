@@ -1,0 +1,126 @@
+"""The workers registry with real processes: a SIGKILLed worker's claims go back long before its lease.
+
+The victim claims with a 300-second lease and is killed while it holds the
+claims (held at the results table's lock, as in test_crash). Its heartbeats
+stop; once it is silent for EVENTFLO_WORKER_TIMEOUT (3 s here), another
+worker releases every claim through the registry, well before the lease
+would have run out.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.e2e.conftest import (
+    ROOT,
+    insert_bulk,
+    start_worker,
+    status_counts,
+    wait_all_completed,
+    wait_for,
+)
+from tests.e2e.test_crash import attempts_by_event, results_locked, wait_holding_claims
+
+pytestmark = pytest.mark.e2e
+
+LEASE = 300.0
+REGISTRY = {
+    "EVENTFLO_LEASE_SECONDS": f"{LEASE:g}",
+    "EVENTFLO_HEARTBEAT_SECONDS": "0.5",
+    "EVENTFLO_WORKER_TIMEOUT": "3",
+}
+
+
+def workers_cli(env: dict[str, str]) -> dict[str, str]:
+    """``eventflo workers --json --all`` as an operator runs it: worker id → state."""
+    done = subprocess.run(
+        [sys.executable, "-m", "eventflo", "workers", "--json", "--all"],
+        cwd=ROOT,
+        env={**env, **REGISTRY},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return {worker["id"]: worker["state"] for worker in json.loads(done.stdout)["workers"]}
+
+
+def test_sigkilled_workers_claims_are_released_through_the_registry_before_the_lease(
+    children, conn: psycopg.Connection[dict[str, Any]], database_url, child_env
+):
+    total = 100
+    insert_bulk(conn, total)
+
+    with results_locked(database_url):
+        victim = start_worker(children, EVENTFLO_BATCH_SIZE="500", **REGISTRY)
+        (victim_id,) = wait_holding_claims(conn, total)
+        assert f":{victim.pid}:" in victim_id
+        victim.send(signal.SIGKILL)
+        assert victim.wait_exit(10) == -signal.SIGKILL
+    killed = time.monotonic()
+
+    wait_for(
+        lambda: (
+            conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity"
+                " WHERE application_name LIKE 'eventflo-worker%'"
+                " AND datname = current_database()"
+            ).fetchone()["n"]
+            == 0
+        ),
+        timeout=15,
+        what="the killed worker's database sessions to end",
+    )
+    assert status_counts(conn) == {"processing": total}
+    wait_for(
+        lambda: workers_cli(child_env) == {victim_id: "silent"},
+        timeout=15,
+        what=lambda: f"the victim to show as silent (now: {workers_cli(child_env)})",
+        interval=0.2,
+    )
+
+    rescuer = start_worker(children, EVENTFLO_LOG_FORMAT="json", **REGISTRY)
+    wait_all_completed(conn, total, timeout=30)
+    elapsed = time.monotonic() - killed
+    assert elapsed < LEASE / 5, f"released only after {elapsed:.0f} s"
+    print(f"\nall {total} claims released and completed {elapsed:.1f} s after the kill"
+          f" (lease {LEASE:g} s)")
+
+    history = attempts_by_event(conn)
+    assert len(history) == total
+    for event_id, (released, completed) in history.items():
+        assert (released["attempt"], released["worker_id"], released["outcome"]) == (
+            1,
+            victim_id,
+            "lease_expired",
+        )
+        assert released["error"].startswith(f"lease released: worker {victim_id} silent for ")
+        held = (released["finished_at"] - released["started_at"]).total_seconds()
+        assert held < LEASE / 5, f"{event_id}: released after {held:.0f} s"
+        assert (completed["attempt"], completed["outcome"]) == (2, "completed")
+        assert f":{rescuer.pid}:" in completed["worker_id"]
+
+    rescuer_id = next(iter(history.values()))[1]["worker_id"]
+    assert workers_cli(child_env) == {victim_id: "silent", rescuer_id: "live"}
+
+    lines = [json.loads(line) for line in rescuer.log().splitlines()]
+    rescued = [line for line in lines if line["message"] == "event lease rescued"]
+    assert {line["event_id"] for line in rescued} == set(history)
+    assert all(
+        line["holder_worker_id"] == victim_id and line["attempt"] == 1 and line["status"] == "queued"
+        for line in rescued
+    )
+    completions = [line for line in lines if line["message"] == "event completed"]
+    assert {line["event_id"] for line in completions} == set(history)
+
+    rescuer.send(signal.SIGTERM)
+    assert rescuer.wait_exit(10) == 0
+    assert workers_cli(child_env) == {victim_id: "silent", rescuer_id: "stopped"}
