@@ -10,7 +10,7 @@ import flask_smorest
 import psycopg_pool
 
 from eventflo import api as views
-from eventflo import apidocs, db, errors, health, logs
+from eventflo import apidocs, db, errors, health, logs, metrics
 from eventflo.config import Config
 from eventflo.listener import FinishedWatcher
 
@@ -82,6 +82,7 @@ def create_app(config: Config | None = None) -> flask.Flask:
     api = flask_smorest.Api(app)
     api.register_blueprint(views.blp)
     api.register_blueprint(health.blp)
+    api.register_blueprint(metrics.blp)
     app.register_blueprint(apidocs.blp)
     errors.register(app)
 

@@ -1,0 +1,167 @@
+"""GET /metrics in Prometheus text format, read from the database at each scrape.
+
+Every figure comes from PostgreSQL in one read-only snapshot, none from
+counters kept in this process: under gunicorn several processes answer
+scrapes, and workers run in other processes on other hosts, so no process
+sees everything, while every process that asks the database answers the
+same. The price is a scrape that reads the stored completed events; the
+README's Metrics section says how much, and retention keeps it bounded.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import flask
+import psycopg
+from flask_smorest import Blueprint
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from eventflo import db, events
+from eventflo.config import Config
+from eventflo.errors import DatabaseUnavailable
+from eventflo.sql import load
+
+log = logging.getLogger(__name__)
+
+QUERIES = load("metrics.sql")
+
+# Seconds from an event's insert to its completion: an idle system answers in
+# milliseconds, a backlog in seconds or minutes.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+blp = Blueprint("metrics", __name__, description="Prometheus metrics")
+
+
+@blp.route("/metrics")
+@blp.response(200, description="Prometheus text format", content_type=CONTENT_TYPE_LATEST)
+def metrics() -> Any:
+    """Queue, throughput, latency, workers and vacuum health, read from the database."""
+    state = flask.current_app.extensions["eventflo"]
+    families = scrape(state.pool, state.config)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return flask.Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)
+
+
+class _Families:
+    """A collector that hands prometheus_client the families one scrape read."""
+
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def scrape(pool: Any, config: Config) -> list[Metric]:
+    """All families; only ``eventflo_database_up 0`` when the database does not answer.
+
+    A scrape that fails outright would hide which part failed: Prometheus
+    sees the process up and the database down.
+    """
+    up = GaugeMetricFamily("eventflo_database_up", "1 if the database answered this scrape, else 0")
+    try:
+        with db.borrow(pool) as conn, conn.transaction():
+            events.read_one_snapshot(conn)
+            families = _read(conn, config)
+    except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+        log.warning("metrics: the database did not answer: %s", exc)
+        up.add_metric([], 0)
+        return [up]
+    up.add_metric([], 1)
+    return [up, *families]
+
+
+def _read(conn: psycopg.Connection[Any], config: Config) -> list[Metric]:
+    by_status = GaugeMetricFamily("eventflo_events", "Stored events by status", labels=["status"])
+    for row in conn.execute(QUERIES["events_by_status"]):
+        by_status.add_metric([row["status"]], row["events"])
+
+    due = conn.execute(QUERIES["due_events"]).fetchone()
+    queue_depth = GaugeMetricFamily(
+        "eventflo_queue_depth", "Queued events that are due (run_at has come)", value=due["events"]
+    )
+    oldest_due = GaugeMetricFamily(
+        "eventflo_oldest_due_event_age_seconds",
+        "How long the oldest due queued event has waited (0 when none is due)",
+        value=due["oldest_age_seconds"] or 0.0,
+    )
+
+    completed = CounterMetricFamily(
+        "eventflo_events_completed",
+        "Stored completed events by type and severity (falls when retention deletes events)",
+        labels=["event_type", "severity"],
+    )
+    latency = _latency_and_completed(conn, completed)
+
+    failed = CounterMetricFamily(
+        "eventflo_events_failed",
+        "Stored failed events by type (falls when events are replayed or deleted)",
+        labels=["event_type"],
+    )
+    for row in conn.execute(QUERIES["failed_by_type"]):
+        failed.add_metric([row["event_type"]], row["events"])
+
+    workers = GaugeMetricFamily(
+        "eventflo_workers",
+        "Running registered workers: live (recent heartbeat) or silent",
+        labels=["state"],
+    )
+    counts = conn.execute(QUERIES["workers_by_state"], {"timeout": config.worker_timeout}).fetchone()
+    workers.add_metric(["live"], counts["live"])
+    workers.add_metric(["silent"], counts["silent"])
+
+    tuples = conn.execute(QUERIES["hot_table_tuples"]).fetchone()
+    dead = GaugeMetricFamily(
+        "eventflo_events_dead_tuples",
+        "Dead row versions in the events table, as last counted by PostgreSQL",
+        value=tuples["dead"] if tuples else 0,
+    )
+    oldest_xact = GaugeMetricFamily(
+        "eventflo_oldest_transaction_age_seconds",
+        "Age of the oldest open transaction in this database (it holds back vacuum)",
+        value=conn.execute(QUERIES["oldest_transaction_age"]).fetchone()["seconds"],
+    )
+    return [by_status, queue_depth, oldest_due, completed, latency, failed, workers, dead, oldest_xact]
+
+
+def _latency_and_completed(conn: psycopg.Connection[Any], completed: CounterMetricFamily) -> Metric:
+    """One pass over the completed events fills the counter and builds the latency histogram."""
+    per_bucket = [0] * (len(LATENCY_BUCKETS) + 1)  # width_bucket: 0 below the first bound
+    per_label: collections.Counter[tuple[str, str]] = collections.Counter()
+    total_seconds = 0.0
+    rows = conn.execute(
+        QUERIES["completed_by_type_severity_and_latency"], {"bounds": list(LATENCY_BUCKETS)}
+    )
+    for row in rows:
+        per_label[(row["event_type"], row["severity"])] += row["events"]
+        per_bucket[row["bucket"]] += row["events"]
+        total_seconds += row["seconds"] or 0.0
+    for (event_type, severity), count in sorted(per_label.items()):
+        completed.add_metric([event_type, severity], count)
+    # Prometheus buckets are cumulative ("le"): events at or under each bound.
+    cumulative, running = [], 0
+    for bound, count in zip(LATENCY_BUCKETS, per_bucket, strict=False):
+        running += count
+        cumulative.append((_le(bound), running))
+    cumulative.append(("+Inf", sum(per_bucket)))
+    return HistogramMetricFamily(
+        "eventflo_event_latency_seconds",
+        "Seconds from an event's insert to its completion, over the stored completed events",
+        buckets=cumulative,
+        sum_value=total_seconds,
+    )
+
+
+def _le(bound: float) -> str:
+    return f"{bound:g}"

@@ -1,0 +1,96 @@
+"""GET /metrics as Prometheus reads it: the text format, figures that match the database."""
+
+from __future__ import annotations
+
+import psycopg
+from prometheus_client.parser import text_string_to_metric_families
+
+from eventflo.config import Config
+from eventflo.worker import Worker
+from tests.integration.test_api import post_event
+
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
+
+
+def _scrape(client) -> dict[str, dict[tuple, float]]:
+    """{sample name: {sorted label items: value}} of one scrape."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain; version=")
+    samples: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+def _one(samples, name, **labels):
+    return samples[name][tuple(sorted(labels.items()))]
+
+
+def _drain(config: Config) -> None:
+    worker = Worker(config)
+    try:
+        while worker.run_once():
+            pass
+    finally:
+        worker.close()
+
+
+def test_an_empty_database_reports_zeros_for_every_status(client):
+    samples = _scrape(client)
+    assert _one(samples, "eventflo_database_up") == 1
+    for status in ("queued", "processing", "completed", "failed"):
+        assert _one(samples, "eventflo_events", status=status) == 0
+    assert _one(samples, "eventflo_queue_depth") == 0
+    assert _one(samples, "eventflo_oldest_due_event_age_seconds") == 0
+    assert _one(samples, "eventflo_event_latency_seconds_count") == 0
+
+
+def test_figures_follow_the_events_through_the_queue(client, config, conn):
+    post_event(client, {"event_type": "payment_failed", "payload": {"amount": 5000}})
+    post_event(client, {"event_type": "payment_failed", "payload": {"amount": 10}})
+    post_event(client, {"event_type": "user_signup", "payload": {}})
+    conn.execute("UPDATE events SET created_at = created_at - interval '2 seconds', run_at = run_at - interval '2 seconds'")
+
+    queued = _scrape(client)
+    assert _one(queued, "eventflo_events", status="queued") == 3
+    assert _one(queued, "eventflo_queue_depth") == 3
+    assert _one(queued, "eventflo_oldest_due_event_age_seconds") >= 2
+
+    _drain(config)
+    done = _scrape(client)
+    assert _one(done, "eventflo_events", status="completed") == 3
+    assert _one(done, "eventflo_queue_depth") == 0
+    assert _one(done, "eventflo_events_completed_total", event_type="payment_failed", severity="CRITICAL") == 1
+    assert _one(done, "eventflo_events_completed_total", event_type="payment_failed", severity="HIGH") == 1
+    assert _one(done, "eventflo_events_completed_total", event_type="user_signup", severity="LOW") == 1
+    # Each took at least the 2 s its created_at was moved back.
+    assert _one(done, "eventflo_event_latency_seconds_count") == 3
+    assert _one(done, "eventflo_event_latency_seconds_bucket", le="1") == 0
+    assert _one(done, "eventflo_event_latency_seconds_bucket", le="+Inf") == 3
+    assert _one(done, "eventflo_event_latency_seconds_sum") >= 6
+
+
+def test_failed_events_are_counted_by_type(client, config, conn):
+    post_event(client, {"event_type": "sla_breach", "payload": {}})
+    conn.execute("UPDATE events SET payload = '{\"minutes_over\": \"lots\"}'")  # a rule error
+    _drain(config)
+    assert _one(_scrape(client), "eventflo_events_failed_total", event_type="sla_breach") == 1
+
+
+def test_vacuum_health_figures_are_there(database_url, client):
+    # A transaction left open in another session: the oldest transaction's age is above zero.
+    with psycopg.connect(database_url) as other:
+        other.execute("SELECT 1")
+        other.execute("SELECT pg_sleep(0.01)")
+        samples = _scrape(client)
+    assert _one(samples, "eventflo_oldest_transaction_age_seconds") > 0
+    assert _one(samples, "eventflo_events_dead_tuples") >= 0
+
+
+def test_a_database_outage_is_reported_not_hidden(make_app):
+    client = make_app(database_url=UNREACHABLE, pool_timeout=1.0).test_client()
+    samples = _scrape(client)
+    assert _one(samples, "eventflo_database_up") == 0
+    assert "eventflo_events" not in samples
