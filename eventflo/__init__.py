@@ -10,7 +10,7 @@ import flask_smorest
 import psycopg_pool
 
 from eventflo import api as views
-from eventflo import apidocs, db, errors, health, logs, metrics
+from eventflo import apidocs, dashboard, db, errors, health, logs, metrics
 from eventflo.config import Config
 from eventflo.listener import FinishedWatcher
 
@@ -84,6 +84,7 @@ def create_app(config: Config | None = None) -> flask.Flask:
     api.register_blueprint(health.blp)
     api.register_blueprint(metrics.blp)
     app.register_blueprint(apidocs.blp)
+    app.register_blueprint(dashboard.blp)
     errors.register(app)
 
     config.require_database_url()
