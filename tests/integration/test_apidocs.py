@@ -30,3 +30,15 @@ def test_no_file_outside_the_assets_is_reachable(client):
     assert client.get("/docs/assets/../../__init__.py").status_code == 404
     assert client.get("/docs/assets/%2e%2e/%2e%2e/setup.cfg").status_code == 404
     assert client.get("/docs/assets/missing.js").status_code == 404
+
+
+def test_the_docs_page_allows_only_its_own_script(client):
+    page = client.get("/docs")
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    # Exactly one inline script, allowed by its hash; 'unsafe-inline' never for scripts.
+    script_src = next(d for d in policy.split(";") if d.strip().startswith("script-src"))
+    assert script_src.count("'sha256-") == 1 and "unsafe-inline" not in script_src
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
