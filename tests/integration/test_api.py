@@ -54,6 +54,16 @@ def run_worker_once(config: Any) -> int:
         worker.close()
 
 
+def run_worker_until_idle(config: Any) -> None:
+    """Claim and finish batches in this process until nothing is due, as a worker would."""
+    worker = Worker(config)
+    try:
+        while worker.run_once():
+            pass
+    finally:
+        worker.close()
+
+
 def next_link(response: Any) -> str | None:
     header = response.headers.get("Link")
     if header is None:

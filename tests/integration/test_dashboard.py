@@ -13,8 +13,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from eventflo.config import Config
-from eventflo.worker import Worker
-from tests.integration.test_api import assert_problem, post_event
+from tests.integration.test_api import assert_problem, post_event, run_worker_until_idle
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
 REPLAY_HEADERS = {"X-EventFlo-Action": "replay"}
@@ -108,15 +107,6 @@ def page(client: Any, path: str = "/dashboard", **params: str) -> Element:
 
 def row_ids(document: Element, container_id: str) -> list[str]:
     return [str(tr.attrs["data-event-id"]) for tr in document.rows(container_id)]
-
-
-def run_worker_until_idle(config: Config) -> None:
-    worker = Worker(config)
-    try:
-        while worker.run_once():
-            pass
-    finally:
-        worker.close()
 
 
 def make_failed(conn: psycopg.Connection[Any], event_id: str) -> None:

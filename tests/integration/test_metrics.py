@@ -5,9 +5,7 @@ from __future__ import annotations
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from eventflo.config import Config
-from eventflo.worker import Worker
-from tests.integration.test_api import post_event
+from tests.integration.test_api import post_event, run_worker_until_idle
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
 
@@ -26,15 +24,6 @@ def _scrape(client) -> dict[str, dict[tuple, float]]:
 
 def _one(samples, name, **labels):
     return samples[name][tuple(sorted(labels.items()))]
-
-
-def _drain(config: Config) -> None:
-    worker = Worker(config)
-    try:
-        while worker.run_once():
-            pass
-    finally:
-        worker.close()
 
 
 def test_an_empty_database_reports_zeros_for_every_status(client):
@@ -58,7 +47,7 @@ def test_figures_follow_the_events_through_the_queue(client, config, conn):
     assert _one(queued, "eventflo_queue_depth") == 3
     assert _one(queued, "eventflo_oldest_due_event_age_seconds") >= 2
 
-    _drain(config)
+    run_worker_until_idle(config)
     done = _scrape(client)
     assert _one(done, "eventflo_events", status="completed") == 3
     assert _one(done, "eventflo_queue_depth") == 0
@@ -75,7 +64,7 @@ def test_figures_follow_the_events_through_the_queue(client, config, conn):
 def test_failed_events_are_counted_by_type(client, config, conn):
     post_event(client, {"event_type": "sla_breach", "payload": {}})
     conn.execute("UPDATE events SET payload = '{\"minutes_over\": \"lots\"}'")  # a rule error
-    _drain(config)
+    run_worker_until_idle(config)
     assert _one(_scrape(client), "eventflo_events_failed_total", event_type="sla_breach") == 1
 
 
