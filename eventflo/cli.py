@@ -1,20 +1,21 @@
-"""The ``eventflo`` command: migrate, serve, worker, workers, replay, stats, dev and bench."""
+"""The ``eventflo`` command: migrate, serve, worker(s), replay, purge, stats, dev and bench."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
 import psycopg
 
-from eventflo import bench, db, migrate, queue, registry, stats
+from eventflo import bench, db, migrate, queue, registry, retention, stats
 from eventflo.config import Config, ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -151,6 +152,53 @@ class _EventId(click.ParamType):
             self.fail(f"{value!r} is not an event id (a UUID)")
 
 
+class _Duration(click.ParamType):
+    """An age: a whole number and d, h, m or s (30d, 12h, 90m, 3600s)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> dt.timedelta:
+        if isinstance(value, dt.timedelta):
+            return value
+        try:
+            return retention.parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc))
+
+
+# Without a terminal (cron, systemd, CI logs) progress comes as a line this often.
+PROGRESS_LINE_SECONDS = 10.0
+
+
+def _confirm_large(count: int, question: str, *, confirm_above: int, assume_yes: bool) -> None:
+    """Ask before acting on more than ``confirm_above`` events unless --yes; "no" exits 1."""
+    if count > confirm_above and not assume_yes:
+        click.confirm(question, abort=True)
+
+
+@contextlib.contextmanager
+def _progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
+    """Progress on stderr: a bar on a terminal, else a line every PROGRESS_LINE_SECONDS.
+
+    Yields ``advance(n)``, to call as each chunk of work is done.
+    """
+    if sys.stderr.isatty():
+        with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+            yield bar.update
+        return
+    done = 0
+    last_line = time.monotonic()
+
+    def advance(n: int) -> None:
+        nonlocal done, last_line
+        done += n
+        if time.monotonic() - last_line >= PROGRESS_LINE_SECONDS:
+            last_line = time.monotonic()
+            click.echo(f"{label}: {done:,} of {length:,} event(s)", err=True)
+
+    yield advance
+
+
 @main.command("replay")
 @click.option("--status", "statuses", type=click.Choice(["failed", "completed"]), multiple=True,
               help="Replay events in this status (repeatable). Default: failed.")
@@ -205,17 +253,106 @@ def replay(
             if len(candidates) > 20:
                 click.echo(f"  … and {len(candidates) - 20} more")
             return
-        if len(candidates) > confirm_above and not assume_yes:
-            click.confirm(f"Replay {len(candidates)} {what} event(s)?", abort=True)
+        _confirm_large(
+            len(candidates), f"Replay {len(candidates)} {what} event(s)?",
+            confirm_above=confirm_above, assume_yes=assume_yes,
+        )
         requeued = 0
         chunks = [candidates[i : i + chunk_size] for i in range(0, len(candidates), chunk_size)]
-        with click.progressbar(length=len(candidates), label="replaying", file=sys.stderr) as bar:
+        with _progress(len(candidates), "replaying") as advance:
             for chunk in chunks:
                 requeued += queue.replay(conn, chunk, selection.statuses)
-                bar.update(len(chunk))
+                advance(len(chunk))
     skipped = len(candidates) - requeued
     note = f" ({skipped} changed status meanwhile and were left alone)" if skipped else ""
     click.echo(f"requeued {requeued} event(s){note}")
+
+
+@main.command("purge")
+@click.option("--older-than", type=_Duration(), default=retention.DEFAULT_RETENTION,
+              show_default=True,
+              help="Delete events that finished longer ago than this: 30d, 12h, 90m or 3600s.")
+@click.option("--status", "statuses", type=click.Choice(retention.PURGEABLE_STATUSES),
+              multiple=True,
+              help="Delete events in this status (repeatable). Default: completed and failed.")
+@click.option("--dry-run", is_flag=True, help="Show how many events would go; delete nothing.")
+@click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--confirm-above", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Ask before deleting more events than this.")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=retention.DEFAULT_BATCH_SIZE,
+              show_default=True, help="Events deleted per transaction.")
+@click.option("--pause", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to sleep between batches (lets replicas and vacuum keep up).")
+@database_errors
+def purge(
+    older_than: dt.timedelta,
+    statuses: tuple[str, ...],
+    dry_run: bool,
+    assume_yes: bool,
+    confirm_above: int,
+    batch_size: int,
+    pause: float,
+) -> None:
+    """Delete finished events older than --older-than, with their results and attempt history.
+
+    An event's age counts from its last update, which for a completed or
+    failed event is when it finished. Queued and processing events are never
+    deleted. Each batch is its own short transaction that skips rows other
+    transactions hold, so it is safe while workers (and replays) run; a
+    skipped event is left for the next run. EventFlo never deletes on its
+    own: run this from cron or a systemd timer (see the README).
+    """
+    config = _config()
+    _database_url(config)
+    with db.connect(config, "eventflo-cli purge") as conn:
+        selection = retention.select(
+            conn, older_than=older_than, statuses=statuses or retention.PURGEABLE_STATUSES
+        )
+        what = "/".join(selection.statuses)
+        when = f"finished before {_utc(selection.cutoff)}"
+        found = retention.count(conn, selection)
+        if not found.deleted:
+            click.echo(f"no {what} events {when}; nothing to purge")
+            return
+        if dry_run:
+            click.echo(f"would purge {found.deleted} event(s) {when} ({_by_status(found)})")
+            return
+        _confirm_large(
+            found.deleted, f"Delete {found.deleted} {what} event(s) {when}?",
+            confirm_above=confirm_above, assume_yes=assume_yes,
+        )
+        completed = failed = 0
+        try:
+            with _progress(found.deleted, "purging") as advance:
+                batches = retention.purge_batches(
+                    conn, selection, batch_size=batch_size, pause=pause
+                )
+                for batch in batches:
+                    completed += batch.completed
+                    failed += batch.failed
+                    advance(batch.deleted)
+        except (psycopg.errors.QueryCanceled, KeyboardInterrupt) as exc:
+            why = (
+                "interrupted" if isinstance(exc, KeyboardInterrupt)
+                else "a batch exceeded EVENTFLO_STATEMENT_TIMEOUT (try a smaller --batch-size)"
+            )
+            raise click.ClickException(
+                f"{why}; purged {completed + failed} event(s) before that, run again to go on"
+            ) from None
+        left = retention.count(conn, selection).deleted
+    done = retention.Batch(completed=completed, failed=failed)
+    note = (
+        f"; {left} held by other transactions meanwhile, left for the next run" if left else ""
+    )
+    click.echo(f"purged {done.deleted} event(s) {when} ({_by_status(done)}){note}")
+
+
+def _utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _by_status(counts: retention.Batch) -> str:
+    return f"{counts.completed} completed, {counts.failed} failed"
 
 
 @main.command("stats")
