@@ -6,7 +6,6 @@ import os
 import threading
 
 import flask
-import flask_smorest
 import psycopg_pool
 
 from eventflo import api as views
@@ -79,7 +78,7 @@ def create_app(config: Config | None = None) -> flask.Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    api = flask_smorest.Api(app)
+    api = errors.ProblemApi(app)
     api.register_blueprint(views.blp)
     api.register_blueprint(health.blp)
     api.register_blueprint(metrics.blp)

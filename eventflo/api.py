@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import flask
@@ -13,9 +16,8 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import UnsupportedMediaType
 
 from eventflo import db, events, jsonbody, schemas
-from eventflo.errors import EventNotFound, MalformedRequest, ProblemSchema
+from eventflo.errors import EventNotFound, MalformedRequest, TooManyLongPolls, problem_response
 from eventflo.events import Cursor
-
 
 
 class StrictJSONParser(FlaskParser):
@@ -25,9 +27,16 @@ class StrictJSONParser(FlaskParser):
         if not req.is_json:
             raise UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
         config = flask.current_app.extensions["eventflo"].config
-        return jsonbody.loads(_body(req), max_depth=config.max_json_depth)
+        return jsonbody.loads(
+            _body(req),
+            max_depth=config.max_json_depth,
+            max_keys=config.max_json_keys,
+            per_event_in="events" if req.endpoint == "events.create_events_batch" else None,
+        )
 
-    def _handle_invalid_json_error(self, error: Any, req: flask.Request, *args: Any, **kwargs: Any) -> Any:
+    def _handle_invalid_json_error(
+        self, error: Any, req: flask.Request, *args: Any, **kwargs: Any
+    ) -> Any:
         raise MalformedRequest(f"The body is not valid JSON: {error}")
 
 
@@ -48,7 +57,9 @@ class EventsBlueprint(Blueprint):
     ARGUMENTS_PARSER = StrictJSONParser()
 
 
-blp = EventsBlueprint("events", __name__, url_prefix="/events", description="Submit and read events")
+blp = EventsBlueprint(
+    "events", __name__, url_prefix="/events", description="Submit and read events"
+)
 
 
 def _state() -> Any:
@@ -62,6 +73,16 @@ def _parse_event_id(event_id: str) -> uuid.UUID:
         raise MalformedRequest(f"{event_id[:64]!r} is not a valid event id (a UUID).") from None
 
 
+IDEMPOTENCY_KEY_PARAMETER = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "description": "Retry safely: the same key with the same request answers the original event "
+    "(200); with another request, 409",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+
 def _idempotency_key() -> str | None:
     key = flask.request.headers.get("Idempotency-Key")
     if key is None:
@@ -72,14 +93,17 @@ def _idempotency_key() -> str | None:
 
 
 @blp.route("", methods=["POST"])
+@blp.doc(parameters=[IDEMPOTENCY_KEY_PARAMETER])
 @blp.arguments(schemas.EventCreateSchema)
 @blp.response(202, schemas.EventAcceptedSchema, description="Stored as queued")
-@blp.alt_response(200, schema=schemas.EventAcceptedSchema, description="Idempotent retry: the original event")
-@blp.alt_response(400, schema=ProblemSchema, description="Malformed JSON or headers")
-@blp.alt_response(409, schema=ProblemSchema, description="Idempotency-Key reused for another request")
-@blp.alt_response(413, schema=ProblemSchema, description="Body too large")
-@blp.alt_response(415, schema=ProblemSchema, description="Body is not JSON")
-@blp.alt_response(503, schema=ProblemSchema, description="Database unavailable")
+@blp.alt_response(
+    200, schema=schemas.EventAcceptedSchema, description="Idempotent retry: the original event"
+)
+@problem_response(blp, 400, "Malformed JSON or headers")
+@problem_response(blp, 409, "Idempotency-Key reused for another request")
+@problem_response(blp, 413, "Body too large")
+@problem_response(blp, 415, "Body is not JSON")
+@problem_response(blp, 503, "Database unavailable")
 def create_event(body: dict[str, Any]) -> Any:
     """Store an event as queued and answer at once; a worker classifies it later."""
     new = events.NewEvent(
@@ -92,18 +116,21 @@ def create_event(body: dict[str, Any]) -> Any:
         accepted = events.insert(conn, new)
     location = flask.url_for("events.get_event", event_id=str(accepted.event_id))
     status = 202 if accepted.created else 200
-    return {"event_id": accepted.event_id, "status": accepted.status}, status, {"Location": location}
+    answer = {"event_id": accepted.event_id, "status": accepted.status}
+    return answer, status, {"Location": location}
 
 
 @blp.route("/batch", methods=["POST"])
 @blp.arguments(schemas.EventBatchSchema)
 @blp.response(202, schemas.BatchAcceptedSchema, description="Stored as queued, all together")
-@blp.alt_response(200, schema=schemas.BatchAcceptedSchema, description="Every event was an idempotent retry")
-@blp.alt_response(400, schema=ProblemSchema, description="Malformed JSON")
-@blp.alt_response(409, schema=ProblemSchema, description="An idempotency key reused for another event")
-@blp.alt_response(413, schema=ProblemSchema, description="Body too large")
-@blp.alt_response(415, schema=ProblemSchema, description="Body is not JSON")
-@blp.alt_response(503, schema=ProblemSchema, description="Database unavailable")
+@blp.alt_response(
+    200, schema=schemas.BatchAcceptedSchema, description="Every event was an idempotent retry"
+)
+@problem_response(blp, 400, "Malformed JSON")
+@problem_response(blp, 409, "An idempotency key reused for another event")
+@problem_response(blp, 413, "Body too large")
+@problem_response(blp, 415, "Body is not JSON")
+@problem_response(blp, 503, "Database unavailable")
 def create_events_batch(body: dict[str, Any]) -> Any:
     """Store up to 1,000 events in one transaction (one NOTIFY): all of them, or none on any error.
 
@@ -132,24 +159,78 @@ def _batch_body_limit() -> None:
         flask.request.max_content_length = _state().config.max_batch_body_bytes
 
 
-@blp.route("/<event_id>", methods=["GET"])
+EVENT_ID_PARAMETER = {
+    "in": "path",
+    "name": "event_id",
+    "required": True,
+    "description": "The event_id of POST /events (a UUID; anything else is a 400)",
+    "schema": {"type": "string", "format": "uuid"},
+}
+
+
+@blp.route("/<event_id>", methods=["GET"], parameters=[EVENT_ID_PARAMETER])
 @blp.arguments(schemas.WaitArgsSchema, location="query")
 @blp.response(200, schemas.EventSchema)
-@blp.alt_response(400, schema=ProblemSchema, description="Malformed event id")
-@blp.alt_response(404, schema=ProblemSchema, description="No such event")
-@blp.alt_response(503, schema=ProblemSchema, description="Database unavailable")
+@problem_response(blp, 400, "Malformed event id")
+@problem_response(blp, 404, "No such event")
+@problem_response(blp, 503, "Database unavailable, or too many requests wait already (Retry-After)")
 def get_event(args: dict[str, Any], event_id: str) -> Any:
-    """One event with its status, result and attempt history; ``wait`` long-polls until it finishes."""
+    """One event with its status, result and attempt history; ``wait`` long-polls till it ends."""
     parsed_id = _parse_event_id(event_id)
     state = _state()
     wait = min(args["wait"], state.config.max_wait_seconds)
     if wait > 0:
-        _wait_until_finished(parsed_id, wait)
+        with long_poll_slots(flask.current_app._get_current_object()).take():  # type: ignore[attr-defined]
+            _wait_until_finished(parsed_id, wait)
     with db.borrow(state.pool) as conn:
         event = events.get(conn, parsed_id)
     if event is None:
         raise EventNotFound(f"No event has id {parsed_id}.")
     return event
+
+
+class LongPollSlots:
+    """At most ``limit`` requests of this process long-poll at once; the next one is a 503.
+
+    Why a 503 with ``Retry-After`` rather than answering at once without the
+    wait: an early 200 with the event still queued looks exactly like a wait
+    that timed out, so a polling client asks again at once, and every waiter
+    over the cap turns into a busy loop against the database precisely when
+    the process is saturated. A 503 says "not now" and for how long; clients
+    and load balancers know to back off. Slots are per process (each gunicorn
+    worker has its own), taken without blocking and released when the wait ends.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self.in_use = 0
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[None]:
+        if not self._free.acquire(blocking=False):
+            raise TooManyLongPolls(
+                f"This API process already holds {self.limit} waiting requests"
+                " (EVENTFLO_MAX_LONG_POLLS); retry after a second, or read without ?wait=."
+            )
+        with self._lock:
+            self.in_use += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_use -= 1
+            self._free.release()
+
+
+def long_poll_slots(app: flask.Flask) -> LongPollSlots:
+    """The app's slots, made on first use (setdefault keeps one if two requests race)."""
+    slots = app.extensions.get("eventflo.long_polls")
+    if slots is None:
+        limit = app.extensions["eventflo"].config.max_long_polls
+        slots = app.extensions.setdefault("eventflo.long_polls", LongPollSlots(limit))
+    return slots  # type: ignore[no-any-return]
 
 
 def _wait_until_finished(event_id: uuid.UUID, wait: float) -> None:
@@ -174,7 +255,7 @@ def _wait_until_finished(event_id: uuid.UUID, wait: float) -> None:
 @blp.route("", methods=["GET"])
 @blp.arguments(schemas.ListArgsSchema, location="query")
 @blp.response(200, schemas.EventSummarySchema(many=True))
-@blp.alt_response(503, schema=ProblemSchema, description="Database unavailable")
+@problem_response(blp, 503, "Database unavailable")
 def list_events(args: dict[str, Any]) -> Any:
     """Recent events, newest first; follow the ``Link: rel="next"`` header for the next page."""
     state = _state()

@@ -21,11 +21,23 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _bounded_int(*, at_least: int = 1, at_most: int) -> Callable[[str], int]:
+    """A whole number within bounds."""
+
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not at_least <= value <= at_most:
+            raise ValueError(f"must be a whole number from {at_least} to {at_most}")
+        return value
+
+    return parse
+
+
 DAY = 86_400.0
 
 
 def _seconds(*, at_least: float = 0.001, at_most: float = DAY) -> Callable[[str], float]:
-    """A duration in seconds within bounds: PostgreSQL would reject (or silently ignore) others later."""
+    """A duration in seconds within bounds: PostgreSQL would reject (or ignore) others later."""
 
     def parse(raw: str) -> float:
         value = float(raw)
@@ -82,11 +94,15 @@ class Config:
         default=1.0, metadata={"parse": _seconds(), "doc": "first retry back-off (doubles)"}
     )
     retry_max_seconds: float = dataclasses.field(
-        default=300.0, metadata={"parse": _seconds(at_most=7 * DAY), "doc": "longest retry back-off"}
+        default=300.0,
+        metadata={"parse": _seconds(at_most=7 * DAY), "doc": "longest retry back-off"},
     )
     poll_interval: float = dataclasses.field(
         default=2.0,
-        metadata={"parse": _seconds(at_most=3600.0), "doc": "seconds an idle worker waits for NOTIFY before polling"},
+        metadata={
+            "parse": _seconds(at_most=3600.0),
+            "doc": "seconds an idle worker waits for NOTIFY before polling",
+        },
     )
     max_body_bytes: int = dataclasses.field(
         default=1_048_576, metadata={"parse": _positive_int, "doc": "largest accepted request body"}
@@ -96,10 +112,26 @@ class Config:
         metadata={"parse": _positive_int, "doc": "largest accepted body of POST /events/batch"},
     )
     max_json_depth: int = dataclasses.field(
-        default=32, metadata={"parse": _positive_int, "doc": "deepest accepted JSON nesting of a request body"}
+        default=32,
+        metadata={"parse": _positive_int, "doc": "deepest accepted JSON nesting of a request body"},
+    )
+    max_json_keys: int = dataclasses.field(
+        default=1000,
+        metadata={
+            "parse": _bounded_int(at_most=1_000_000),
+            "doc": "most object keys in one event (its fields and its payload's, at any depth)",
+        },
+    )
+    max_long_polls: int = dataclasses.field(
+        default=100,
+        metadata={
+            "parse": _bounded_int(at_most=10_000),
+            "doc": "most GET /events/{id}?wait= requests waiting at once per process (then 503)",
+        },
     )
     max_wait_seconds: float = dataclasses.field(
-        default=30.0, metadata={"parse": _seconds(at_most=3600.0), "doc": "cap on GET /events/{id}?wait="}
+        default=30.0,
+        metadata={"parse": _seconds(at_most=3600.0), "doc": "cap on GET /events/{id}?wait="},
     )
     list_limit_max: int = dataclasses.field(
         default=200, metadata={"parse": _positive_int, "doc": "cap on GET /events?limit="}
@@ -130,7 +162,8 @@ class Config:
         if self.worker_timeout <= self.heartbeat_seconds:
             raise ConfigError(
                 f"{PREFIX}WORKER_TIMEOUT ({self.worker_timeout:g}) must be longer than"
-                f" {PREFIX}HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}); a few heartbeats is right"
+                f" {PREFIX}HEARTBEAT_SECONDS ({self.heartbeat_seconds:g});"
+                " a few heartbeats is right"
             )
 
     @classmethod

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import flask
+import flask_smorest
 import marshmallow as ma
+from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,8 @@ class EventFloError(Exception):
     status = 500
     title = "Internal Server Error"
     type = "about:blank"
+
+    headers: Mapping[str, str] = {}
 
     def __init__(self, detail: str, *, field_errors: Mapping[str, Any] | None = None) -> None:
         super().__init__(detail)
@@ -56,14 +60,61 @@ class DatabaseUnavailable(EventFloError):
     title = "Database unavailable"
 
 
+class TooManyLongPolls(EventFloError):
+    """This process already holds EVENTFLO_MAX_LONG_POLLS waiting requests; retry in a second."""
+
+    status = 503
+    title = "Too many waiting requests"
+    headers = {"Retry-After": "1"}
+
+
 class ProblemSchema(ma.Schema):
     """The shape of every error body; documents it in the OpenAPI spec."""
 
-    type = ma.fields.String(metadata={"description": "A URI reference naming the problem type"})
-    title = ma.fields.String(metadata={"description": "A short summary of the problem type"})
-    status = ma.fields.Integer(metadata={"description": "The HTTP status code"})
-    detail = ma.fields.String(metadata={"description": "What went wrong with this request"})
-    errors = ma.fields.Dict(metadata={"description": "Per-field messages, when fields were invalid"})
+    type = ma.fields.String(
+        required=True, metadata={"description": "A URI reference naming the problem type"}
+    )
+    title = ma.fields.String(
+        required=True, metadata={"description": "A short summary of the problem type"}
+    )
+    status = ma.fields.Integer(required=True, metadata={"description": "The HTTP status code"})
+    detail = ma.fields.String(
+        required=True, metadata={"description": "What went wrong with this request"}
+    )
+    errors = ma.fields.Dict(
+        metadata={"description": "Per-field messages, when fields were invalid"}
+    )
+
+
+class ProblemApi(flask_smorest.Api):
+    """flask-smorest's Api, documenting errors the way they are sent.
+
+    Error responses are ``application/problem+json`` bodies of ProblemSchema
+    (flask-smorest's defaults say ``application/json`` and its own Error
+    shape). No operation gets a ``default`` response: each lists the statuses
+    it can answer, so a client — and the fuzz test — can rely on the list.
+    """
+
+    ERROR_SCHEMA = ProblemSchema
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def _register_responses(self) -> None:
+        """The lazily registered responses per status (e.g. webargs' 422), as problem documents."""
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            content_type = self.DEFAULT_RESPONSE_CONTENT_TYPE
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+                content_type = PROBLEM_MIMETYPE
+            prepare_response(response, self.spec, content_type)
+            self.spec.components.response(status.name, response, lazy=True)
+
+
+def problem_response(blueprint: flask_smorest.Blueprint, status: int, description: str) -> Any:
+    """Document an error status of an operation as a problem document (a decorator)."""
+    return blueprint.alt_response(
+        status, schema=ProblemSchema, content_type=PROBLEM_MIMETYPE, description=description
+    )
 
 
 def problem(
@@ -93,7 +144,7 @@ def problem(
 
 
 def _strip_location(messages: Mapping[str, Any]) -> Mapping[str, Any]:
-    """webargs nests field errors under their location ({"json": {...}}); clients want the fields."""
+    """webargs nests field errors under their location ({"json": {...}}); clients want fields."""
     if len(messages) == 1:
         (location, inner), = messages.items()
         if location in ("json", "query", "headers", "view_args") and isinstance(inner, Mapping):
@@ -105,7 +156,12 @@ def handle_eventflo_error(error: EventFloError) -> flask.Response:
     if error.status >= 500:
         log.warning("%s: %s", error.title, error.detail)
     return problem(
-        error.status, error.detail, title=error.title, type_=error.type, field_errors=error.field_errors
+        error.status,
+        error.detail,
+        title=error.title,
+        type_=error.type,
+        field_errors=error.field_errors,
+        headers=error.headers,
     )
 
 

@@ -18,7 +18,7 @@ import psycopg
 from flask_smorest import Blueprint
 
 from eventflo import db, migrate
-from eventflo.errors import EventFloError, ProblemSchema
+from eventflo.errors import EventFloError, problem_response
 from eventflo.sql import QUERIES
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")
@@ -48,7 +48,7 @@ def healthz() -> Any:
 
 @blp.route("/readyz")
 @blp.response(200, ReadySchema, description="The database answers and the schema is current")
-@blp.alt_response(503, schema=ProblemSchema, description="Database unavailable or migrations pending")
+@problem_response(blp, 503, "Database unavailable or migrations pending")
 def readyz() -> Any:
     """Readiness: the database answers and every migration this code knows is applied.
 

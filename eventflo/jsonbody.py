@@ -26,8 +26,15 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads(body: bytes, *, max_depth: int) -> Any:
-    """Parse a body, then check depth and strings; 400 for broken JSON, 422 for unstorable JSON."""
+def loads(
+    body: bytes, *, max_depth: int, max_keys: int | None = None, per_event_in: str | None = None
+) -> Any:
+    """Parse a body, then check depth, key count and strings; 400 for broken JSON, 422 for the rest.
+
+    ``max_keys`` caps the object keys of one event, counted at every depth:
+    the whole document, or — when ``per_event_in`` names a top-level array
+    (``events`` of a batch) — each of its items on its own.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -38,27 +45,43 @@ def loads(body: bytes, *, max_depth: int) -> Any:
         raise UnprocessableEvent(f"The JSON is nested deeper than {max_depth} levels.") from None
     except ValueError as exc:  # JSONDecodeError is a ValueError, as are our hooks' errors
         raise MalformedRequest(f"The body is not valid JSON: {exc}") from None
-    _check_storable(document, max_depth)
+    _check_storable(document, max_depth, max_keys, per_event_in)
     return document
 
 
-def _check_storable(document: Any, max_depth: int) -> None:
+def _check_storable(
+    document: Any, max_depth: int, max_keys: int | None, per_event_in: str | None
+) -> None:
     """Walk the document without recursion; the first offending value names its path."""
-    stack: list[tuple[Any, str, int]] = [(document, "", 1)]
+    # (value, path, depth, the event it belongs to: "" for the whole document)
+    stack: list[tuple[Any, str, int, str]] = [(document, "", 1, "")]
+    keys_per_event: dict[str, int] = {}
     while stack:
-        value, path, depth = stack.pop()
+        value, path, depth, event = stack.pop()
         if isinstance(value, dict | list):
             if depth > max_depth:
                 raise UnprocessableEvent(
                     f"The JSON is nested deeper than {max_depth} levels (at {path or 'the top'})."
                 )
-            items = value.items() if isinstance(value, dict) else enumerate(value)
+            if isinstance(value, dict):
+                items: Any = value.items()
+                if max_keys is not None and not (depth == 1 and per_event_in in value):
+                    keys = keys_per_event[event] = keys_per_event.get(event, 0) + len(value)
+                    if keys > max_keys:
+                        where = f"The event at {event}" if event else "The body"
+                        raise UnprocessableEvent(
+                            f"{where} has more than {max_keys} object keys"
+                            f" (EVENTFLO_MAX_JSON_KEYS)."
+                        )
+            else:
+                items = enumerate(value)
+            starts_events = depth == 2 and path == per_event_in
             for key, item in items:
                 child = f"{path}.{key}" if path else str(key)
                 if isinstance(key, str):
                     # Errors name a field path; a bad key is an error of the object holding it.
                     _check_text(key, f"the key {child!r}", field=path or "the body")
-                stack.append((item, child, depth + 1))
+                stack.append((item, child, depth + 1, child if starts_events else event))
         elif isinstance(value, str):
             _check_text(value, path or "the body", field=path or "the body")
 

@@ -16,7 +16,10 @@ def test_ordinary_json_parses():
 
 @pytest.mark.parametrize(
     "body",
-    [b"{", b"", b'{"a": NaN}', b'{"a": Infinity}', b'{"a": -Infinity}', b'{"a": 1e400}', b"\xff\xfe{}"],
+    [
+        b"{", b"", b'{"a": NaN}', b'{"a": Infinity}', b'{"a": -Infinity}', b'{"a": 1e400}',
+        b"\xff\xfe{}",
+    ],
 )
 def test_malformed_or_non_standard_json_is_a_400(body):
     with pytest.raises(MalformedRequest):
@@ -48,3 +51,31 @@ def test_depth_is_capped_and_deep_nesting_never_raises_recursion_error():
     deep = b"[" * 5000 + b"]" * 5000
     with pytest.raises(UnprocessableEvent):
         jsonbody.loads(deep, max_depth=32)
+
+
+def test_object_keys_are_counted_at_every_depth_up_to_the_limit():
+    body = b'{"a": {"b": 1, "c": [{"d": 1}, {"e": 2}]}}'  # five keys
+    assert jsonbody.loads(body, max_depth=8, max_keys=5)
+    with pytest.raises(UnprocessableEvent, match="The body has more than 4 object keys"):
+        jsonbody.loads(body, max_depth=8, max_keys=4)
+
+
+def test_without_a_key_limit_any_number_of_keys_parses():
+    body = ("{" + ", ".join(f'"k{i}": {i}' for i in range(5000)) + "}").encode()
+    assert len(jsonbody.loads(body, max_depth=8)) == 5000
+
+
+def test_each_item_of_the_named_array_is_counted_on_its_own():
+    item = '{"event_type": "x", "payload": {"a": 1, "b": 2}}'  # four keys
+    batch = ('{"events": [' + ", ".join([item] * 100) + "]}").encode()
+    parsed = jsonbody.loads(batch, max_depth=8, max_keys=4, per_event_in="events")
+    assert len(parsed["events"]) == 100
+    fifth_key = b'{"event_type": "x", "payload": {"a": {"b": 1, "c": 2}}}'
+    over = b'{"events": [' + item.encode() + b", " + fifth_key + b"]}"
+    with pytest.raises(UnprocessableEvent, match=r"The event at events\.1 has more than 4"):
+        jsonbody.loads(over, max_depth=8, max_keys=4, per_event_in="events")
+
+
+def test_a_batch_without_its_array_is_counted_as_one_document():
+    with pytest.raises(UnprocessableEvent, match="The body has more than 2"):
+        jsonbody.loads(b'{"a": 1, "b": 2, "c": 3}', max_depth=8, max_keys=2, per_event_in="events")
