@@ -60,6 +60,11 @@ def create_pool(config: Config, application_name: str = "eventflo-api") -> psyco
         max_size=config.pool_size,
         kwargs=connection_kwargs(config, application_name),
         timeout=config.pool_timeout,
+        # The pool doubles its wait between reconnection attempts until this
+        # timeout (5 min by default): after a long outage it would go on
+        # answering 503 for about as long again. Giving up early instead lets
+        # the next request start a new series, whose first attempt is at once.
+        reconnect_timeout=max(2.0, config.pool_timeout),
         check=psycopg_pool.ConnectionPool.check_connection,
         open=False,
         name=application_name,

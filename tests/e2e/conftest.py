@@ -217,6 +217,11 @@ def runtime_dir() -> Iterator[str]:
 @pytest.fixture
 def child_env(database_url: str, runtime_dir: str) -> dict[str, str]:
     """The environment of every child: this test's database, quick polls, unbuffered logs."""
+    return e2e_environment(database_url, runtime_dir)
+
+
+def e2e_environment(database_url: str, runtime_dir: str) -> dict[str, str]:
+    """``child_env`` for any database (a test with a server of its own passes its URL)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("EVENTFLO_")}
     env.update(
         EVENTFLO_DATABASE_URL=database_url,
@@ -440,3 +445,125 @@ def expected_rules_of_bulk(count: int) -> dict[str, int]:
             rule = "default"
         expected[rule] = expected.get(rule, 0) + 1
     return expected
+
+
+# -- proving that a NOTIFY (not the poll) wakes a worker -------------------------
+
+# Settings under which only a NOTIFY can make an idle worker claim within seconds:
+# the poll comes after 24-36 s, and no heartbeat wakes the loop during a test.
+NOTIFY_ONLY_ENV = {
+    "EVENTFLO_POLL_INTERVAL": "30",
+    "EVENTFLO_HEARTBEAT_SECONDS": "300",
+    "EVENTFLO_WORKER_TIMEOUT": "900",
+}
+
+# Only the claim sets events to 'processing'; pg_stat_activity shows its text.
+_CLAIM_MARK = "SET status = 'processing'"
+
+
+def worker_sessions(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per worker id, its sessions in pg_stat_activity: ``{"worker": row, "listen": row}``."""
+    rows = conn.execute(
+        "SELECT pid, application_name, backend_start, state, query, query_start, state_change"
+        " FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name ~ '^eventflo-(worker|listen) '"
+    ).fetchall()
+    sessions: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        role, worker_id = str(row["application_name"]).split(" ", 1)
+        sessions.setdefault(worker_id, {})[role.removeprefix("eventflo-")] = row
+    return sessions
+
+
+def _sitting_idle(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, Any]:
+    """Workers whose last claim, made after their LISTEN, found nothing; nothing else is to do.
+
+    A claim that found events is followed by their outcomes, written by the
+    same worker after the claim started. pg_stat_activity is read first and
+    the events second, so a claim that finds events as we look is seen.
+    """
+    claims: dict[str, Any] = {}
+    for worker_id, session in worker_sessions(conn).items():
+        main, listen = session.get("worker"), session.get("listen")
+        if main is None or listen is None:
+            continue
+        if listen["state"] != "idle" or "LISTEN" not in str(listen["query"]):
+            continue  # connected, but not listening yet
+        if main["state"] != "idle" or _CLAIM_MARK not in str(main["query"]):
+            continue
+        if main["query_start"] > listen["state_change"]:
+            claims[worker_id] = main["query_start"]
+    busy = conn.execute(
+        "SELECT count(*) AS n FROM events WHERE status NOT IN ('completed', 'failed')"
+    ).fetchone()
+    assert busy is not None
+    if busy["n"]:
+        return {}
+    written = conn.execute(
+        "SELECT worker_id, max(finished_at) AS last FROM event_attempts"
+        " WHERE worker_id = ANY(%s) AND outcome <> 'lease_expired' GROUP BY worker_id",
+        (list(claims),),
+    ).fetchall()
+    last = {row["worker_id"]: row["last"] for row in written}
+    return {w: start for w, start in claims.items() if w not in last or start > last[w]}
+
+
+def wait_idle_on_listen(
+    conn: psycopg.Connection[dict[str, Any]], count: int, timeout: float = 30
+) -> set[str]:
+    """Until ``count`` workers wait on LISTEN with nothing to do; their ids.
+
+    Each one's last statement is a claim that found nothing, made after its
+    LISTEN, and no event is left to do. From then on (under
+    NOTIFY_ONLY_ENV) only a NOTIFY makes it claim within seconds. The state
+    must hold for 0.5 s: a NOTIFY that arrived during the last batch wakes a
+    worker once more right after it goes idle.
+    """
+    seen: dict[str, Any] = {}
+    since = time.monotonic()
+
+    def settled() -> set[str]:
+        nonlocal seen, since
+        now = _sitting_idle(conn)
+        if len(now) < count or now != seen:
+            seen, since = now, time.monotonic()
+            return set()
+        return set(now) if time.monotonic() - since >= 0.5 else set()
+
+    return wait_for(
+        settled,
+        timeout=timeout,
+        what=lambda: f"{count} workers idle on LISTEN (sessions: {worker_sessions(conn)})",
+    )
+
+
+def completes_by_notify(
+    conn: psycopg.Connection[dict[str, Any]], within: float = 3.0, source: str = "notify-probe"
+) -> tuple[str, str, float]:
+    """Insert one event into idle workers (see ``wait_idle_on_listen``); it must complete in time.
+
+    Returns (event id, the worker that completed it, seconds it took).
+    """
+    row = conn.execute(
+        "INSERT INTO events (event_type, source, payload) VALUES ('system_error', %s, '{}')"
+        " RETURNING id",
+        (source,),
+    ).fetchone()
+    assert row is not None
+    started = time.monotonic()
+
+    def finished() -> dict[str, Any] | None:
+        return conn.execute(
+            "SELECT e.status::text, a.worker_id FROM events e"
+            " JOIN event_attempts a ON a.event_id = e.id AND a.outcome = 'completed'"
+            " WHERE e.id = %s",
+            (row["id"],),
+        ).fetchone()
+
+    done = wait_for(
+        finished,
+        timeout=within,
+        interval=0.02,
+        what=f"event {row['id']} to complete by NOTIFY within {within:g} s (the poll is 30 s away)",
+    )
+    return str(row["id"]), str(done["worker_id"]), time.monotonic() - started
