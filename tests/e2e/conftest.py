@@ -461,6 +461,22 @@ NOTIFY_ONLY_ENV = {
 _CLAIM_MARK = "SET status = 'processing'"
 
 
+def wait_worker_sessions_gone(conn: psycopg.Connection[dict[str, Any]]) -> None:
+    """Until no worker session is left: the server noticed that the killed worker is gone."""
+    wait_for(
+        lambda: (
+            conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity"
+                " WHERE application_name LIKE 'eventflo-worker%'"
+                " AND datname = current_database()"
+            ).fetchone()["n"]
+            == 0
+        ),
+        timeout=15,
+        what="the killed worker's database sessions to end",
+    )
+
+
 def worker_sessions(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per worker id, its sessions in pg_stat_activity: ``{"worker": row, "listen": row}``."""
     rows = conn.execute(

@@ -29,6 +29,7 @@ from tests.e2e.conftest import (
     wait_all_completed,
     wait_for,
     wait_listening,
+    wait_worker_sessions_gone,
 )
 
 pytestmark = pytest.mark.e2e
@@ -107,18 +108,7 @@ def test_sigkill_worker_holding_claims_loses_nothing(children, conn, database_ur
         assert victim.wait_exit(10) == -signal.SIGKILL
 
     # Once its server session has noticed the dead client, only the victim's leases are left.
-    wait_for(
-        lambda: (
-            conn.execute(
-                "SELECT count(*) AS n FROM pg_stat_activity"
-                " WHERE application_name LIKE 'eventflo-worker%'"
-                " AND datname = current_database()"
-            ).fetchone()["n"]
-            == 0
-        ),
-        timeout=15,
-        what="the killed worker's database sessions to end",
-    )
+    wait_worker_sessions_gone(conn)
     assert status_counts(conn) == {"processing": total}
     assert conn.execute("SELECT count(*) AS n FROM event_processing_results").fetchone()["n"] == 0
     assert conn.execute("SELECT count(*) AS n FROM event_attempts").fetchone()["n"] == 0

@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
     status_counts,
     wait_all_completed,
     wait_for,
+    wait_worker_sessions_gone,
 )
 from tests.e2e.test_crash import attempts_by_event, results_locked, wait_holding_claims
 
@@ -67,18 +68,7 @@ def test_sigkilled_workers_claims_are_released_through_the_registry_before_the_l
         assert victim.wait_exit(10) == -signal.SIGKILL
     killed = time.monotonic()
 
-    wait_for(
-        lambda: (
-            conn.execute(
-                "SELECT count(*) AS n FROM pg_stat_activity"
-                " WHERE application_name LIKE 'eventflo-worker%'"
-                " AND datname = current_database()"
-            ).fetchone()["n"]
-            == 0
-        ),
-        timeout=15,
-        what="the killed worker's database sessions to end",
-    )
+    wait_worker_sessions_gone(conn)
     assert status_counts(conn) == {"processing": total}
     wait_for(
         lambda: workers_cli(child_env) == {victim_id: "silent"},

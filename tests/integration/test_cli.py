@@ -12,10 +12,11 @@ import time
 import uuid
 
 import pytest
-from click.testing import CliRunner
 
-from eventflo import cli, registry
+from eventflo import registry
 from tests import tcp_proxy
+from tests.integration.conftest import assert_clean_exit as _assert_clean_exit
+from tests.integration.conftest import cli_env as _env
 
 ALL_MIGRATIONS = [
     "0001_create_events",
@@ -25,37 +26,6 @@ ALL_MIGRATIONS = [
     "0005_create_workers",
 ]
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
-
-
-def _env(database_url=None, **settings):
-    """Only the EVENTFLO_* variables given here; any from the calling shell are hidden."""
-    env = {name: None for name in os.environ if name.startswith("EVENTFLO_")}
-    if database_url is not None:
-        env["EVENTFLO_DATABASE_URL"] = database_url
-    env.update({f"EVENTFLO_{key.upper()}": value for key, value in settings.items()})
-    return env
-
-
-@pytest.fixture
-def invoke(database_url):
-    """Run ``eventflo <args>`` in-process against the test's database."""
-
-    def run(*args, env=None, input=None):
-        runner = CliRunner()
-        return runner.invoke(
-            cli.main, list(args), env=env if env is not None else _env(database_url), input=input
-        )
-
-    return run
-
-
-def _assert_clean_exit(result, code):
-    """The exit status a user sees, with no Python exception (so no traceback) behind it."""
-    assert result.exit_code == code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
-        result.exception
-    )
-    assert "Traceback" not in result.output
 
 
 def _add(conn, status, event_type="payment_failed", created_at=None):

@@ -14,45 +14,17 @@ import uuid
 
 import psycopg
 import pytest
-from click.testing import CliRunner
 from psycopg.rows import dict_row
 
 from eventflo import cli, queue, retention
 from eventflo.worker import Worker
+from tests.integration.conftest import assert_clean_exit as _assert_clean_exit
+from tests.integration.conftest import cli_env as _env
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
 PURGED = re.compile(
     r"purged (\d+) event\(s\) finished before \S+Z \((\d+) completed, (\d+) failed\)"
 )
-
-
-def _env(database_url=None, **settings):
-    """Only the EVENTFLO_* variables given here; any from the calling shell are hidden."""
-    env = {name: None for name in os.environ if name.startswith("EVENTFLO_")}
-    if database_url is not None:
-        env["EVENTFLO_DATABASE_URL"] = database_url
-    env.update({f"EVENTFLO_{key.upper()}": value for key, value in settings.items()})
-    return env
-
-
-@pytest.fixture
-def invoke(database_url):
-    """Run ``eventflo <args>`` in-process against the test's database."""
-
-    def run(*args, env=None, input=None):
-        return CliRunner().invoke(
-            cli.main, list(args), env=env if env is not None else _env(database_url), input=input
-        )
-
-    return run
-
-
-def _assert_clean_exit(result, code):
-    assert result.exit_code == code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
-        result.exception
-    )
-    assert "Traceback" not in result.output
 
 
 def _purged(output):
