@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from eventflo import bench, db, migrate, queue, registry, retention, stats
+from eventflo import bench, db, keys, migrate, queue, registry, retention, stats
 from eventflo.config import Config, ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -457,6 +457,74 @@ def workers_command(as_json: bool, include_stopped: bool) -> None:
         click.echo(json.dumps(document, indent=2))
         return
     click.echo(registry.render(found, timeout=config.worker_timeout))
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """API keys: create (shown once, stored as a hash), list, revoke.
+
+    The API does not ask for keys yet (see the README, "API keys").
+    """
+
+
+@keys_group.command("create")
+@click.option("--name", required=True, help="Who or what the key is for (1 to 100 characters).")
+@click.option("--scope", type=click.Choice(keys.SCOPES), default="ingest", show_default=True,
+              help="ingest: post events; read: read events; admin: everything, replay included.")
+@database_errors
+def keys_create(name: str, scope: str) -> None:
+    """Make a key and print it once: only its hash is stored, so it cannot be shown again."""
+    if not 1 <= len(name) <= 100:
+        raise click.BadParameter("must be 1 to 100 characters", param_hint="--name")
+    config = _config()
+    _database_url(config)
+    with db.connect(config, "eventflo-cli keys") as conn:
+        record, key = keys.create(conn, name=name, scope=scope)
+    click.echo(key)
+    click.echo(
+        f"created key {record.prefix}… ({record.id}) named {record.name!r}, scope {record.scope};"
+        " it is shown only this once",
+        err=True,
+    )
+
+
+@keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--all", "include_revoked", is_flag=True, help="Also list revoked keys.")
+@database_errors
+def keys_list(as_json: bool, include_revoked: bool) -> None:
+    """The keys, newest first: id, prefix, name, scope, created, revoked; never a key itself."""
+    config = _config()
+    _database_url(config)
+    with db.connect(config, "eventflo-cli keys") as conn:
+        found = keys.list_keys(conn, include_revoked=include_revoked)
+    if as_json:
+        click.echo(json.dumps([key.to_json() for key in found], indent=2))
+        return
+    if not found:
+        click.echo("no keys")
+        return
+    for key in found:
+        revoked = f"  revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else ""
+        click.echo(
+            f"{key.id}  {key.prefix}…  {key.scope:<6}  {key.created_at:%Y-%m-%d %H:%M}"
+            f"  {key.name}{revoked}"
+        )
+
+
+@keys_group.command("revoke")
+@click.argument("key")
+@database_errors
+def keys_revoke(key: str) -> None:
+    """Revoke the key with this id or prefix (as `eventflo keys list` shows them)."""
+    config = _config()
+    _database_url(config)
+    with db.connect(config, "eventflo-cli keys") as conn:
+        revoked = keys.revoke(conn, key.removesuffix("…"))
+    if not revoked:
+        raise click.ClickException(f"no key has the id or prefix {key!r}")
+    for record in revoked:
+        click.echo(f"revoked key {record.prefix}… ({record.id}) named {record.name!r}")
 
 
 @main.command("dev")

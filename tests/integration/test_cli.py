@@ -24,6 +24,7 @@ ALL_MIGRATIONS = [
     "0003_create_event_attempts",
     "0004_lean_hot_path",
     "0005_create_workers",
+    "0006_create_api_keys",
 ]
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
 
@@ -83,9 +84,9 @@ def test_migrate_lists_then_applies_every_migration_on_an_empty_database(
 def test_migrate_rollback_then_reapply(invoke):
     rolled_back = invoke("migrate", "--rollback", "1")
     _assert_clean_exit(rolled_back, 0)
-    assert rolled_back.output.strip() == "rolled back 1 migration(s): 0005_create_workers"
-    assert invoke("migrate", "--list").output.split() == ["0005_create_workers"]
-    assert invoke("migrate").output.strip() == "applied 1 migration(s): 0005_create_workers"
+    assert rolled_back.output.strip() == "rolled back 1 migration(s): 0006_create_api_keys"
+    assert invoke("migrate", "--list").output.split() == ["0006_create_api_keys"]
+    assert invoke("migrate").output.strip() == "applied 1 migration(s): 0006_create_api_keys"
 
 
 # -- stats -----------------------------------------------------------------
@@ -323,7 +324,7 @@ def test_workers_on_an_empty_registry(invoke):
 
 
 def test_workers_on_a_database_without_the_registry_says_to_migrate(invoke):
-    assert invoke("migrate", "--rollback", "1").exit_code == 0
+    assert invoke("migrate", "--rollback", "2").exit_code == 0
     result = invoke("workers")
     _assert_clean_exit(result, 1)
     assert "run: eventflo migrate" in result.output

@@ -13,6 +13,7 @@ ALL = [
     "0003_create_event_attempts",
     "0004_lean_hot_path",
     "0005_create_workers",
+    "0006_create_api_keys",
 ]
 
 
@@ -32,6 +33,7 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
         "event_processing_results",
         "event_attempts",
         "workers",
+        "api_keys",
     }
     assert migrate.pending(empty_database_url) == []
 
@@ -39,7 +41,7 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
     assert _tables(empty_database_url) == set()
     with psycopg.connect(empty_database_url) as conn:
         leftovers = conn.execute(
-            "SELECT typname FROM pg_type WHERE typname IN ('event_status', 'severity', 'attempt_outcome',"
+            "SELECT typname FROM pg_type WHERE typname IN ('event_status', 'severity', 'attempt_outcome', 'api_key_scope',"
             " 'event_type_name', 'event_source_text', 'event_payload', 'idempotency_key_text')"
             " UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'eventflo_%'"
         ).fetchall()
@@ -51,16 +53,20 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
 
 def test_rollback_one_step_then_reapply(empty_database_url):
     migrate.apply(empty_database_url)
-    assert migrate.rollback(empty_database_url, steps=1) == ["0005_create_workers"]
-    assert migrate.pending(empty_database_url) == ["0005_create_workers"]
-    assert "workers" not in _tables(empty_database_url)
-    assert migrate.apply(empty_database_url) == ["0005_create_workers"]
-    assert "workers" in _tables(empty_database_url)
+    assert migrate.rollback(empty_database_url, steps=1) == ["0006_create_api_keys"]
+    assert migrate.pending(empty_database_url) == ["0006_create_api_keys"]
+    assert "api_keys" not in _tables(empty_database_url)
+    assert migrate.apply(empty_database_url) == ["0006_create_api_keys"]
+    assert "api_keys" in _tables(empty_database_url)
 
 
 def test_rolling_back_the_hot_path_migration_restores_the_table_checks(empty_database_url):
     migrate.apply(empty_database_url)
-    assert migrate.rollback(empty_database_url, steps=2) == ["0005_create_workers", "0004_lean_hot_path"]
+    assert migrate.rollback(empty_database_url, steps=3) == [
+        "0006_create_api_keys",
+        "0005_create_workers",
+        "0004_lean_hot_path",
+    ]
     with psycopg.connect(empty_database_url) as conn:
         checks = {
             row[0]
