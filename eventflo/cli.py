@@ -39,6 +39,15 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+@contextlib.contextmanager
+def _connected(purpose: str) -> Iterator[tuple[Config, psycopg.Connection[dict[str, Any]]]]:
+    """A command's settings and its one connection (no database URL is a usage error)."""
+    config = _config()
+    _database_url(config)
+    with db.connect(config, f"eventflo-cli {purpose}") as conn:
+        yield config, conn
+
+
 def database_errors(func: F) -> F:
     """An unreachable database (or one not migrated) is a one-line error and exit status 1."""
 
@@ -238,9 +247,7 @@ def replay(
         created_before=until,
         event_ids=event_ids or None,
     )
-    config = _config()
-    _database_url(config)
-    with db.connect(config, "eventflo-cli replay") as conn:
+    with _connected("replay") as (config, conn):
         candidates = queue.replay_candidates(conn, selection)
         what = "/".join(selection.statuses)
         if not candidates:
@@ -302,9 +309,7 @@ def purge(
     skipped event is left for the next run. EventFlo never deletes on its
     own: run this from cron or a systemd timer (see the README).
     """
-    config = _config()
-    _database_url(config)
-    with db.connect(config, "eventflo-cli purge") as conn:
+    with _connected("purge") as (config, conn):
         selection = retention.select(
             conn, older_than=older_than, statuses=statuses or retention.PURGEABLE_STATUSES
         )
@@ -443,9 +448,7 @@ def workers_command(as_json: bool, include_stopped: bool) -> None:
     are released at once). Silent workers are listed for a day, stopped ones
     for an hour.
     """
-    config = _config()
-    _database_url(config)
-    with db.connect(config, "eventflo-cli workers") as conn:
+    with _connected("workers") as (config, conn):
         found = registry.list_workers(
             conn, timeout=config.worker_timeout, include_stopped=include_stopped
         )
@@ -476,9 +479,7 @@ def keys_create(name: str, scope: str) -> None:
     """Make a key and print it once: only its hash is stored, so it cannot be shown again."""
     if not 1 <= len(name) <= 100:
         raise click.BadParameter("must be 1 to 100 characters", param_hint="--name")
-    config = _config()
-    _database_url(config)
-    with db.connect(config, "eventflo-cli keys") as conn:
+    with _connected("keys") as (_, conn):
         record, key = keys.create(conn, name=name, scope=scope)
     click.echo(key)
     click.echo(
@@ -494,9 +495,7 @@ def keys_create(name: str, scope: str) -> None:
 @database_errors
 def keys_list(as_json: bool, include_revoked: bool) -> None:
     """The keys, newest first: id, prefix, name, scope, created, revoked; never a key itself."""
-    config = _config()
-    _database_url(config)
-    with db.connect(config, "eventflo-cli keys") as conn:
+    with _connected("keys") as (_, conn):
         found = keys.list_keys(conn, include_revoked=include_revoked)
     if as_json:
         click.echo(json.dumps([key.to_json() for key in found], indent=2))
@@ -517,9 +516,7 @@ def keys_list(as_json: bool, include_revoked: bool) -> None:
 @database_errors
 def keys_revoke(key: str) -> None:
     """Revoke the key with this id or prefix (as `eventflo keys list` shows them)."""
-    config = _config()
-    _database_url(config)
-    with db.connect(config, "eventflo-cli keys") as conn:
+    with _connected("keys") as (_, conn):
         revoked = keys.revoke(conn, key.removesuffix("…"))
     if not revoked:
         raise click.ClickException(f"no key has the id or prefix {key!r}")
