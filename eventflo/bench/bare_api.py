@@ -13,7 +13,7 @@ that is EventFlo's own, not the framework's or the database's.
 
 Only the bench runs it, in a scratch database; it is not an API to deploy::
 
-    python -m eventflo.bench.bare_api --port 8001 --workers 2
+    python -m eventflo.bench.bare_api serve --port 8001 --workers 2
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _serve(host: str, port: int, workers: int, threads: int) -> None:
 
 
 # ``eventflo serve``'s own options and defaults, so the two servers differ only in their app.
-main = click.Command("bare_api", params=cli.serve.params, callback=_serve)
+main = click.Group("bare_api", commands=[click.Command("serve", params=cli.serve.params, callback=_serve)])
 
 if __name__ == "__main__":
     main()

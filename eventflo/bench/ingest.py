@@ -24,21 +24,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Sequence
+from typing import Any
 
 from eventflo.bench import (
-    POLL_SECONDS,
     QUERIES,
     Bench,
     BenchError,
     ModeResult,
     Sample,
-    drain,
     figures,
     latency,
 )
@@ -79,7 +76,14 @@ def run(bench: Bench) -> ModeResult:
     with (
         tempfile.TemporaryFile() as log,
         latency.api_server(bench, log) as port,
-        bare_server(bench, log) as bare_port,
+        latency.api_server(
+            bench,
+            log,
+            module="eventflo.bench.bare_api",
+            what="the bare endpoint",
+            probe="/events",  # only POST is served: any answer means a worker is up
+            ready=lambda status: True,
+        ) as bare_port,
     ):
         samples = bench.repeat(
             "ingest", lambda: ingest_once(bench, port, bare_port, singles, batch, batches)
@@ -118,37 +122,6 @@ def ingest_once(
         "batch_events_per_s": batched["rate"],
         "batch_p99_ms": batched["p99_ms"],
     }
-
-
-@contextlib.contextmanager
-def bare_server(bench: Bench, log: IO[bytes]) -> Iterator[int]:
-    """The bare endpoint on a free port, with the arguments ``latency.api_server`` gives the API.
-
-    It has no read to probe: any HTTP answer means gunicorn is up, and a
-    worker answers only once its pool holds a connection.
-    """
-    port = latency._free_port()
-    command = [
-        sys.executable, "-m", "eventflo.bench.bare_api",
-        "--port", str(port), "--workers", str(latency.API_PROCESSES),
-    ]  # fmt: skip
-    with latency._child(command, latency._env(bench), log) as process:
-        deadline = time.monotonic() + latency.START_TIMEOUT
-        while True:
-            try:
-                with contextlib.closing(latency.HttpClient(port, timeout=2.0)) as client:
-                    client.request("GET", "/events")  # 405: only POST is served
-                break
-            except BenchError:
-                pass
-            latency._check_alive(process, "the bare endpoint", log)
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"the bare endpoint did not answer within {latency.START_TIMEOUT:g} s"
-                    f"{drain.log_tail(log)}"
-                )
-            time.sleep(POLL_SECONDS)
-        yield port
 
 
 def _event(event: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from psycopg.types.json import Jsonb
@@ -242,11 +242,23 @@ def workers(bench: Bench, log: IO[bytes]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def api_server(bench: Bench, log: IO[bytes]) -> Iterator[int]:
-    """``eventflo serve --workers 2`` on a free port, answering; yields the port."""
+def api_server(
+    bench: Bench,
+    log: IO[bytes],
+    *,
+    module: str = "eventflo",
+    what: str = "the API",
+    probe: str = "/events?limit=1",
+    ready: Callable[[int], bool] = lambda status: status == 200,
+) -> Iterator[int]:
+    """``python -m <module> serve --workers 2`` on a free port, once ``probe`` answers ``ready``.
+
+    The ingest mode starts its bare endpoint here too (``eventflo.bench.bare_api``
+    takes ``serve``'s options), so both servers start and are awaited alike.
+    """
     port = _free_port()
     command = [
-        sys.executable, "-m", "eventflo", "serve",
+        sys.executable, "-m", module, "serve",
         "--port", str(port), "--workers", str(API_PROCESSES),
     ]  # fmt: skip
     with _child(command, _env(bench), log) as process:
@@ -254,14 +266,14 @@ def api_server(bench: Bench, log: IO[bytes]) -> Iterator[int]:
         while True:
             try:
                 with contextlib.closing(HttpClient(port, timeout=2.0)) as client:
-                    status, _ = client.request("GET", "/events?limit=1")
-                if status == 200:
+                    status, _ = client.request("GET", probe)
+                if ready(status):
                     break
             except BenchError:
                 pass
-            _check_alive(process, "the API", log)
+            _check_alive(process, what, log)
             if time.monotonic() > deadline:
-                raise BenchError(f"the API did not answer within {START_TIMEOUT:g} s{drain.log_tail(log)}")
+                raise BenchError(f"{what} did not answer within {START_TIMEOUT:g} s{drain.log_tail(log)}")
             time.sleep(POLL_SECONDS)
         yield port
 

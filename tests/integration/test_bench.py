@@ -192,7 +192,7 @@ def test_the_bare_server_runs_with_the_gunicorn_settings_of_eventflo_serve(
     monkeypatch.setattr(serving._Gunicorn, "run", run)
     args = ["--port", "8123", "--workers", "2"]
     served = CliRunner().invoke(cli.main, ["serve", *args], env=_env(database_url))
-    bare = CliRunner().invoke(bare_api.main, args, env=_env(database_url))
+    bare = CliRunner().invoke(bare_api.main, ["serve", *args], env=_env(database_url))
 
     assert served.exit_code == 0, served.output
     assert bare.exit_code == 0, bare.output
