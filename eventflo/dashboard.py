@@ -26,7 +26,7 @@ from typing import Any
 import flask
 import psycopg
 
-from eventflo import db, events, queue
+from eventflo import db, events, queue, registry
 from eventflo.errors import DatabaseUnavailable, EventFloError, MalformedRequest
 from eventflo.sql import load
 
@@ -175,7 +175,7 @@ class Snapshot:
     counts: dict[str, int]
     oldest_due_since: dt.datetime | None
     throughput: Chart
-    live_workers: list[dict[str, Any]]
+    live_workers: list[registry.WorkerInfo]
     silent_workers: int
     recent: list[dict[str, Any]]
     failed: list[dict[str, Any]]
@@ -203,9 +203,8 @@ def read(
                 if row["minute"] is not None:
                     per_minute[row["minute"]] += row["events"]
             oldest = conn.execute(QUERIES["oldest_due_queued"]).fetchone()
-            timeout = {"timeout": worker_timeout}
-            live_workers = conn.execute(QUERIES["live_workers"], timeout).fetchall()
-            silent = conn.execute(QUERIES["silent_workers"], timeout).fetchone()
+            # The registry's own reading, as `eventflo workers` shows it.
+            running = registry.list_workers(conn, timeout=worker_timeout)
             recent = conn.execute(
                 QUERIES["recent_events"],
                 {"status": filters.status, "event_type": filters.event_type, "limit": RECENT_LIMIT},
@@ -227,8 +226,8 @@ def read(
         counts={status: counts.get(status, 0) for status in events.STATUSES},
         oldest_due_since=oldest["since"] if oldest else None,
         throughput=chart(last_minutes(per_minute, now)),
-        live_workers=live_workers,
-        silent_workers=silent["workers"] if silent else 0,
+        live_workers=[worker for worker in running if worker.state == "live"],
+        silent_workers=sum(1 for worker in running if worker.state == "silent"),
         recent=recent,
         failed=failed,
         event_types=types,

@@ -26,21 +26,6 @@ SELECT min(run_at) AS since
 FROM events
 WHERE status = 'queued' AND run_at <= now();
 
--- name: live_workers
--- Workers that run and heartbeat: not stopped, seen within the timeout; oldest first.
-SELECT id, host, pid, started_at, last_seen_at, completed, failed
-FROM workers
-WHERE stopped_at IS NULL
-  AND last_seen_at >= now() - make_interval(secs => %(timeout)s)
-ORDER BY started_at, id;
-
--- name: silent_workers
--- Workers that never said they stopped but have not heartbeat within the timeout.
-SELECT count(*) AS workers
-FROM workers
-WHERE stopped_at IS NULL
-  AND last_seen_at < now() - make_interval(secs => %(timeout)s);
-
 -- name: recent_events
 -- The newest events, optionally of one status and one type, with their severity once completed.
 -- Ids are UUIDv7 ordered by insert time, so the primary key serves as the listing index.
