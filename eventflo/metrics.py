@@ -26,7 +26,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from eventflo import db, events
+from eventflo import db, events, registry
 from eventflo.config import Config
 from eventflo.errors import DatabaseUnavailable
 from eventflo.sql import load
@@ -117,9 +117,10 @@ def _read(conn: psycopg.Connection[Any], config: Config) -> list[Metric]:
         "Running registered workers: live (recent heartbeat) or silent",
         labels=["state"],
     )
-    counts = conn.execute(QUERIES["workers_by_state"], {"timeout": config.worker_timeout}).fetchone()
-    workers.add_metric(["live"], counts["live"])
-    workers.add_metric(["silent"], counts["silent"])
+    # The registry's own reading, as `eventflo workers` and the dashboard show it.
+    running = registry.list_workers(conn, timeout=config.worker_timeout)
+    for state in ("live", "silent"):
+        workers.add_metric([state], sum(1 for worker in running if worker.state == state))
 
     tuples = conn.execute(QUERIES["hot_table_tuples"]).fetchone()
     dead = GaugeMetricFamily(

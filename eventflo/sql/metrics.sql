@@ -37,13 +37,6 @@ FROM events
 WHERE status = 'failed'
 GROUP BY event_type;
 
--- name: workers_by_state
--- Registered workers that are running: live (heartbeat within the timeout) or silent.
-SELECT count(*) FILTER (WHERE last_seen_at >= now() - make_interval(secs => %(timeout)s)) AS live,
-       count(*) FILTER (WHERE last_seen_at < now() - make_interval(secs => %(timeout)s)) AS silent
-FROM workers
-WHERE stopped_at IS NULL;
-
 -- name: hot_table_tuples
 -- Live and dead row versions of events, as the statistics collector last counted them.
 SELECT n_live_tup AS live, n_dead_tup AS dead

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
+from eventflo import registry
 from tests.integration.test_api import post_event, run_worker_until_idle
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
@@ -83,3 +84,16 @@ def test_a_database_outage_is_reported_not_hidden(make_app):
     samples = _scrape(client)
     assert _one(samples, "eventflo_database_up") == 0
     assert "eventflo_events" not in samples
+
+
+def test_workers_are_counted_as_the_registry_judges_them(client, conn):
+    for worker_id in ("host:1:live", "host:2:silent", "host:3:stopped"):
+        registry.register(conn, worker_id=worker_id, host="host", pid=int(worker_id.split(":")[1]))
+    conn.execute(
+        "UPDATE workers SET started_at = now() - interval '10 minutes',"
+        " last_seen_at = now() - interval '5 minutes' WHERE id = 'host:2:silent'"
+    )
+    conn.execute("UPDATE workers SET stopped_at = now() WHERE id = 'host:3:stopped'")
+    samples = _scrape(client)
+    assert _one(samples, "eventflo_workers", state="live") == 1
+    assert _one(samples, "eventflo_workers", state="silent") == 1
