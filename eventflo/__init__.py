@@ -9,7 +9,7 @@ import flask
 import psycopg_pool
 
 from eventflo import api as views
-from eventflo import apidocs, dashboard, db, errors, health, logs, metrics
+from eventflo import apidocs, auth, dashboard, db, errors, health, logs, metrics
 from eventflo.config import Config
 from eventflo.listener import FinishedWatcher
 
@@ -62,6 +62,7 @@ def create_app(config: Config | None = None) -> flask.Flask:
     """Build the Flask app; a bad setting fails here. The pool opens on the first request.
 
     While the database is unreachable — at start-up too — requests answer 503.
+    With ``config.auth`` (the default), requests need an API key (eventflo.auth).
     """
     config = config or Config.from_env()
     logs.configure(config)
@@ -88,4 +89,5 @@ def create_app(config: Config | None = None) -> flask.Flask:
 
     config.require_database_url()
     app.extensions["eventflo"] = AppState(config)
+    auth.init_app(app, api)
     return app

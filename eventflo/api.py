@@ -15,7 +15,7 @@ from flask_smorest import Blueprint
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import UnsupportedMediaType
 
-from eventflo import db, events, jsonbody, schemas
+from eventflo import auth, db, events, jsonbody, schemas
 from eventflo.errors import EventNotFound, MalformedRequest, TooManyLongPolls, problem_response
 from eventflo.events import Cursor
 
@@ -93,6 +93,7 @@ def _idempotency_key() -> str | None:
 
 
 @blp.route("", methods=["POST"])
+@auth.requires("ingest", blp)
 @blp.doc(parameters=[IDEMPOTENCY_KEY_PARAMETER])
 @blp.arguments(schemas.EventCreateSchema)
 @blp.response(202, schemas.EventAcceptedSchema, description="Stored as queued")
@@ -121,6 +122,7 @@ def create_event(body: dict[str, Any]) -> Any:
 
 
 @blp.route("/batch", methods=["POST"])
+@auth.requires("ingest", blp)
 @blp.arguments(schemas.EventBatchSchema)
 @blp.response(202, schemas.BatchAcceptedSchema, description="Stored as queued, all together")
 @blp.alt_response(
@@ -169,6 +171,7 @@ EVENT_ID_PARAMETER = {
 
 
 @blp.route("/<event_id>", methods=["GET"], parameters=[EVENT_ID_PARAMETER])
+@auth.requires("read", blp)
 @blp.arguments(schemas.WaitArgsSchema, location="query")
 @blp.response(200, schemas.EventSchema)
 @problem_response(blp, 400, "Malformed event id")
@@ -253,6 +256,7 @@ def _wait_until_finished(event_id: uuid.UUID, wait: float) -> None:
 
 
 @blp.route("", methods=["GET"])
+@auth.requires("read", blp)
 @blp.arguments(schemas.ListArgsSchema, location="query")
 @blp.response(200, schemas.EventSummarySchema(many=True))
 @problem_response(blp, 503, "Database unavailable")

@@ -116,9 +116,23 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 
     config = _config()
     _database_url(config)
-    with db.connect(config, "eventflo-cli serve"):
-        pass
+    with db.connect(config, "eventflo-cli serve") as conn:
+        if config.auth and not _any_active_key(conn):
+            click.echo(
+                "warning: EVENTFLO_AUTH is on and no API key exists yet, so every request but the"
+                " probes, metrics and docs gets a 401; make one with"
+                " `eventflo keys create --name NAME --scope SCOPE`",
+                err=True,
+            )
     serving.run_gunicorn(config, bind=f"{host}:{port}", workers=workers, threads=threads)
+
+
+def _any_active_key(conn: Any) -> bool:
+    """Whether a key that is not revoked exists (yes, if the keys table is not there yet)."""
+    try:
+        return bool(keys.list_keys(conn))
+    except psycopg.errors.UndefinedTable:
+        return True  # unmigrated: requests will say so (503) more precisely than we can here
 
 
 @main.command("worker")

@@ -64,6 +64,17 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+_SWITCH = {"on": True, "true": True, "1": True, "yes": True,
+           "off": False, "false": False, "0": False, "no": False}
+
+
+def _switch(raw: str) -> bool:
+    try:
+        return _SWITCH[raw.strip().lower()]
+    except KeyError:
+        raise ValueError("must be on or off") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Every tunable of EventFlo. Field metadata names the parser and documents the variable."""
@@ -148,6 +159,13 @@ class Config:
         metadata={
             "parse": _seconds(at_least=1.0, at_most=DAY),
             "doc": "seconds without a heartbeat after which a worker counts as silent",
+        },
+    )
+    auth: bool = dataclasses.field(
+        default=True,
+        metadata={
+            "parse": _switch,
+            "doc": "on: requests need an API key (Authorization: Bearer); off: local development",
         },
     )
     log_format: str = dataclasses.field(

@@ -10,6 +10,12 @@ it needs the ``X-EventFlo-Action: replay`` header, which a cross-site form
 cannot send and a cross-origin ``fetch()`` can only send after a CORS
 preflight that this app never grants; and a request that names its Origin
 must name this host.
+
+With EVENTFLO_AUTH on, the page and its refreshes need a ``read`` key and the
+replay an ``admin`` key. A browser cannot add an Authorization header to a
+page load, so /dashboard/login takes a key in a form and keeps it in an
+HttpOnly, SameSite=Strict cookie, checked on every request like a header
+(eventflo.auth), so a revoked key signs its browser out at once.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from typing import Any
 import flask
 import psycopg
 
-from eventflo import db, events, queue, registry
-from eventflo.errors import DatabaseUnavailable, EventFloError, MalformedRequest
+from eventflo import auth, db, errors, events, queue, registry
+from eventflo.errors import DatabaseUnavailable, EventFloError, MalformedRequest, SchemaNotCurrent
 from eventflo.sql import load
 
 log = logging.getLogger(__name__)
@@ -69,11 +75,6 @@ blp = flask.Blueprint(
 class CrossSiteRequest(EventFloError):
     status = 403
     title = "Cross-site request refused"
-
-
-class SchemaNotCurrent(EventFloError):
-    status = 503
-    title = "Database schema not current"
 
 
 # -- what the page shows -----------------------------------------------------------------
@@ -262,6 +263,7 @@ def _context(
         "throughput_minutes": THROUGHPUT_MINUTES,
         "recent_limit": RECENT_LIMIT,
         "live_url": flask.url_for("dashboard.live", **filters.query()),
+        "viewer": auth.caller(),
     }
 
 
@@ -269,24 +271,22 @@ def _context(
 
 
 @blp.get("/")
+@auth.public
 def index() -> Any:
     return flask.redirect(flask.url_for("dashboard.page"))
 
 
 @blp.get("/dashboard")
+@auth.requires("read")
 def page() -> Any:
-    """The whole page; while the database is unavailable, a 503 page that keeps retrying."""
+    """The whole page; while the database is unavailable, a 503 page that keeps retrying (below)."""
     filters = Filters.from_args(flask.request.args)
-    try:
-        snapshot = _snapshot(filters)
-    except (DatabaseUnavailable, SchemaNotCurrent) as exc:
-        log.warning("dashboard: %s: %s", exc.title, exc.detail)
-        html = flask.render_template("dashboard/page.html", **_context(filters, None, exc))
-        return html, exc.status
+    snapshot = _snapshot(filters)
     return flask.render_template("dashboard/page.html", **_context(filters, snapshot, None))
 
 
 @blp.get("/dashboard/live")
+@auth.requires("read")
 def live() -> Any:
     """The part of the page that refreshes; a problem document (503) while the database is away."""
     filters = Filters.from_args(flask.request.args)
@@ -295,6 +295,7 @@ def live() -> Any:
 
 
 @blp.post("/dashboard/replay")
+@auth.requires("admin")
 def replay() -> Any:
     """Requeue failed events as ``eventflo replay --id`` does; one no longer failed is skipped."""
     refuse_cross_site(flask.request)
@@ -306,13 +307,110 @@ def replay() -> Any:
         candidates = queue.replay_candidates(conn, selection)
         if candidates:
             requeued = queue.replay(conn, candidates, selection.statuses)
+    by = auth.caller().key
     log.info(
-        "dashboard replay: requeued %d of %d event(s)",
+        "dashboard replay: requeued %d of %d event(s)%s",
         requeued,
         len(event_ids),
+        f" with API key {by.prefix}… ({by.name!r})" if by else "",
         extra={"event_ids": [str(i) for i in event_ids], "requeued": requeued},
     )
     return {"requested": len(event_ids), "requeued": requeued, "skipped": len(event_ids) - requeued}
+
+
+# -- signing in with a key ---------------------------------------------------------------
+
+
+@blp.get("/dashboard/login")
+@auth.public
+def login_form() -> Any:
+    """The form that takes a key; with EVENTFLO_AUTH off there is nothing to sign in to."""
+    if not auth.caller().auth:
+        return flask.redirect(flask.url_for("dashboard.page"))
+    return _login_page(flask.request.args.get("reason"), 200)
+
+
+@blp.post("/dashboard/login")
+@auth.public
+def login() -> Any:
+    """Check the key of the form; if it may read, keep it in the browser's cookie.
+
+    No cross-site check here: signing someone in needs a valid key, and a
+    forged sign-in would only hand the victim the forger's own key. (Nor
+    could the Origin header tell: under ``Referrer-Policy: no-referrer``
+    chromium sends ``Origin: null`` with a form's POST.)
+    """
+    if not auth.caller().auth:
+        return flask.redirect(flask.url_for("dashboard.page"), 303)
+    presented = flask.request.form.get("key", "").strip()
+    if not presented:
+        return _login_page("Paste an API key to sign in.", 400)
+    try:
+        key = auth.authenticate(flask.current_app.extensions["eventflo"].pool, presented)
+    except (auth.Unauthenticated, DatabaseUnavailable, SchemaNotCurrent) as exc:
+        return _login_page(exc.detail, exc.status)
+    if not auth.allows(key.scope, "read"):
+        return _login_page(
+            f"The key {key.prefix}… ({key.name!r}) has scope {key.scope}; "
+            "the dashboard needs a read or admin key.",
+            403,
+        )
+    log.info(
+        "dashboard: signed in with API key %s… (%r, scope %s)", key.prefix, key.name, key.scope
+    )
+    response = flask.redirect(flask.url_for("dashboard.page"), 303)
+    response.set_cookie(
+        auth.COOKIE,
+        presented,
+        httponly=True,
+        samesite="Strict",
+        secure=flask.request.is_secure,
+        path="/",
+    )
+    return response
+
+
+@blp.post("/dashboard/logout")
+@auth.public
+def logout() -> Any:
+    """Forget the browser's key (the key itself stays valid until revoked)."""
+    response = flask.redirect(flask.url_for("dashboard.login_form"), 303)
+    response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="Strict")
+    return response
+
+
+def _login_page(message: str | None, status: int) -> Any:
+    html = flask.render_template("dashboard/login.html", message=message)
+    return html, status
+
+
+@blp.errorhandler(DatabaseUnavailable)
+@blp.errorhandler(SchemaNotCurrent)
+def _unavailable(error: EventFloError) -> Any:
+    """Checking the key needs the database too: while it is away, the page that keeps retrying."""
+    if flask.request.endpoint != "dashboard.page":
+        return errors.handle_eventflo_error(error)
+    log.warning("dashboard: %s: %s", error.title, error.detail)
+    filters = Filters.from_args(flask.request.args)
+    html = flask.render_template("dashboard/page.html", **_context(filters, None, error))
+    return html, error.status
+
+
+@blp.errorhandler(auth.Unauthenticated)
+@blp.errorhandler(auth.InsufficientScope)
+def _refused(error: EventFloError) -> Any:
+    """The page sends a browser to sign in; its script's requests get the problem document."""
+    if flask.request.endpoint != "dashboard.page":
+        return errors.handle_eventflo_error(error)
+    if flask.request.cookies.get(auth.COOKIE) and error.status == 401:
+        # The remembered key stopped working (revoked): forget it, and say why.
+        response = _login_page(error.detail, 401)
+        response = flask.make_response(response)
+        response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="Strict")
+        return response
+    if error.status == 403:
+        return _login_page(error.detail, 403)
+    return flask.redirect(flask.url_for("dashboard.login_form"), 303)
 
 
 def refuse_cross_site(request: flask.Request) -> None:

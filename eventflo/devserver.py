@@ -45,6 +45,13 @@ def run(config: Config, *, port: int, worker_processes: int, data_dir: str) -> i
         applied = migrate.apply(url)
         click.echo(f"migrations: {len(applied)} applied")
         env = {**os.environ, "EVENTFLO_DATABASE_URL": url}
+        if os.environ.get("EVENTFLO_AUTH", "").strip():
+            click.echo(f"auth: EVENTFLO_AUTH={os.environ['EVENTFLO_AUTH'].strip()} (as set)")
+        else:
+            # A development run should work without making keys first; it says so, loudly.
+            env["EVENTFLO_AUTH"] = "off"
+            click.echo("auth: off (EVENTFLO_AUTH=off) for local development: "
+                       "the API accepts requests without an API key")
         base = [sys.executable, "-m", "eventflo"]
         # New sessions: Ctrl-C reaches only us, and we stop the children in order.
         children.append(subprocess.Popen(

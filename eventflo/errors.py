@@ -60,6 +60,13 @@ class DatabaseUnavailable(EventFloError):
     title = "Database unavailable"
 
 
+class SchemaNotCurrent(EventFloError):
+    """The database lacks a table this code needs: ``eventflo migrate`` has not run yet."""
+
+    status = 503
+    title = "Database schema not current"
+
+
 class TooManyLongPolls(EventFloError):
     """This process already holds EVENTFLO_MAX_LONG_POLLS waiting requests; retry in a second."""
 

@@ -17,7 +17,7 @@ import marshmallow as ma
 import psycopg
 from flask_smorest import Blueprint
 
-from eventflo import db, migrate
+from eventflo import auth, db, migrate
 from eventflo.errors import EventFloError, problem_response
 from eventflo.sql import QUERIES
 
@@ -40,6 +40,7 @@ class ReadySchema(HealthSchema):
 
 
 @blp.route("/healthz")
+@auth.public
 @blp.response(200, HealthSchema, description="The process answers")
 def healthz() -> Any:
     """Liveness: the process answers; the database is not consulted."""
@@ -47,6 +48,7 @@ def healthz() -> Any:
 
 
 @blp.route("/readyz")
+@auth.public
 @blp.response(200, ReadySchema, description="The database answers and the schema is current")
 @problem_response(blp, 503, "Database unavailable or migrations pending")
 def readyz() -> Any:

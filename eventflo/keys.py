@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import secrets
+import string
 import uuid
 from typing import Any
 
@@ -23,6 +24,8 @@ QUERIES = sql.load("keys.sql")
 SCOPES = ("ingest", "read", "admin")
 KEY_MARK = "efk_"
 PREFIX_LENGTH = 12
+KEY_LENGTH = len(KEY_MARK) + 43  # token_urlsafe(32): 32 bytes in unpadded base64
+_URLSAFE = frozenset(string.ascii_letters + string.digits + "-_")
 
 Row = dict[str, Any]
 
@@ -69,6 +72,26 @@ def create(conn: psycopg.Connection[Row], *, name: str, scope: str) -> tuple[Api
 def list_keys(conn: psycopg.Connection[Row], *, include_revoked: bool = False) -> list[ApiKey]:
     rows = conn.execute(QUERIES["list_keys"], {"include_revoked": include_revoked})
     return [ApiKey(**row) for row in rows]
+
+
+def authenticate(conn: psycopg.Connection[Row], key: str) -> ApiKey | None:
+    """The stored key a client presents (revoked ones too: the caller says why it refuses).
+
+    Its ``last_used_at`` is brought up to date when it is more than a minute old.
+    """
+    if not looks_like_key(key):
+        return None  # no lookup for what cannot be a key
+    row = conn.execute(QUERIES["authenticate_key"], {"key_sha256": digest(key)}).fetchone()
+    return None if row is None else ApiKey(**row)
+
+
+def looks_like_key(text: str) -> bool:
+    """Whether ``text`` has the shape of the keys made here (the mark, 43 URL-safe characters)."""
+    return (
+        len(text) == KEY_LENGTH
+        and text.startswith(KEY_MARK)
+        and all(c in _URLSAFE for c in text[len(KEY_MARK) :])
+    )
 
 
 def revoke(conn: psycopg.Connection[Row], key: str) -> list[ApiKey]:

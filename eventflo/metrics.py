@@ -6,6 +6,11 @@ scrapes, and workers run in other processes on other hosts, so no process
 sees everything, while every process that asks the database answers the
 same. The price is a scrape that reads the stored completed events; the
 README's Metrics section says how much, and retention keeps it bounded.
+
+The endpoint needs no API key, like /healthz: a key is checked against the
+database, so a scrape that needed one would fail exactly when
+``eventflo_database_up 0`` matters. It shows counts, never an event's data;
+restrict it at the network or proxy, as is usual for Prometheus targets.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from eventflo import db, events, registry
+from eventflo import auth, db, events, registry
 from eventflo.config import Config
 from eventflo.errors import DatabaseUnavailable
 from eventflo.sql import load
@@ -43,6 +48,7 @@ blp = Blueprint("metrics", __name__, description="Prometheus metrics")
 
 
 @blp.route("/metrics")
+@auth.public
 @blp.response(200, description="Prometheus text format", content_type=CONTENT_TYPE_LATEST)
 def metrics() -> Any:
     """Queue, throughput, latency, workers and vacuum health, read from the database."""

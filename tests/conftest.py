@@ -76,9 +76,15 @@ def _database(pg_server: str, template: str | None) -> Iterator[str]:
 
 @pytest.fixture
 def config(database_url: str) -> Config:
-    """Settings for in-process components: short leases and polls keep the tests quick."""
+    """Settings for in-process components: short leases and polls keep the tests quick.
+
+    Auth is off here, as a choice: these tests are about everything else.
+    tests/integration/test_auth.py builds its apps with auth on, and the
+    end-to-end tests run the real default (on) with keys.
+    """
     return Config(
         database_url=database_url,
+        auth=False,
         lease_seconds=5.0,
         poll_interval=0.5,
         retry_base_seconds=0.05,

@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from eventflo import migrate
+from eventflo import keys, migrate
 from eventflo.sql import load
 
 QUERIES = load("bench.sql")
@@ -237,6 +237,15 @@ class Bench:
         self.gate_timeout = max(1.0, 0.8 * statement_timeout)
         self.progress = progress
         self._admin = admin
+        self._api_key: str | None = None
+
+    @property
+    def api_key(self) -> str:
+        """An admin key of the scratch database: the API runs as it does by default, with auth on."""
+        if self._api_key is None:
+            with self.connect("setup") as conn:
+                _, self._api_key = keys.create(conn, name="eventflo bench", scope="admin")
+        return self._api_key
 
     def connect(self, purpose: str) -> Connection:
         """An autocommit connection to the scratch database, without a statement timeout."""

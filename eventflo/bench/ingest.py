@@ -149,7 +149,7 @@ def _load(
     threads = [
         threading.Thread(
             target=_client,
-            args=(port, path, share, gate, answers[number], errors),
+            args=(port, bench.api_key, path, share, gate, answers[number], errors),
             name=f"eventflo-bench-client-{number}",
             daemon=True,
         )
@@ -183,6 +183,7 @@ def _load(
 
 def _client(
     port: int,
+    api_key: str,
     path: str,
     bodies: Sequence[bytes],
     gate: threading.Barrier,
@@ -192,7 +193,7 @@ def _client(
     """One client: one keep-alive connection, its share of the requests one after another."""
     times, ids = answer
     try:
-        with contextlib.closing(latency.HttpClient(port)) as client:
+        with contextlib.closing(latency.HttpClient(port, key=api_key)) as client:
             client.connect()
             gate.wait(latency.START_TIMEOUT)
             for body in bodies:

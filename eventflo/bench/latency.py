@@ -89,7 +89,7 @@ def latency_once(bench: Bench, port: int) -> Sample:
         ).fetchall()
     by_sql, by_http = generated[: count + WARMUP_EVENTS], generated[count + WARMUP_EVENTS :]
     db_times, db_ids = _sql_path(bench, by_sql)
-    http_times = _http_path(port, by_http)
+    http_times = _http_path(port, bench.api_key, by_http)
     with bench.connect("verify") as conn:
         drain.verify(conn, len(generated))
         wakeups = [
@@ -145,10 +145,10 @@ def _sql_path(bench: Bench, generated: Sequence[dict[str, Any]]) -> tuple[list[f
     return times, ids
 
 
-def _http_path(port: int, generated: Sequence[dict[str, Any]]) -> list[float]:
+def _http_path(port: int, api_key: str, generated: Sequence[dict[str, Any]]) -> list[float]:
     """POST each event, then GET it with ?wait= until completed; seconds per event."""
     times: list[float] = []
-    with contextlib.closing(HttpClient(port)) as client:
+    with contextlib.closing(HttpClient(port, key=api_key)) as client:
         for event in generated:
             body = json.dumps(
                 {"event_type": event["event_type"], "source": "bench", "payload": event["payload"]}
@@ -183,8 +183,9 @@ def percentiles(seconds: Sequence[float]) -> dict[int, float]:
 class HttpClient:
     """One keep-alive HTTP/1.1 connection to the API (stdlib only: ``requests`` is a test extra)."""
 
-    def __init__(self, port: int, timeout: float = 30.0) -> None:
+    def __init__(self, port: int, timeout: float = 30.0, *, key: str | None = None) -> None:
         self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self._auth = {"Authorization": f"Bearer {key}"} if key else {}
 
     def connect(self) -> None:
         try:
@@ -194,6 +195,7 @@ class HttpClient:
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers.update(self._auth)
         try:
             self._conn.request(method, path, body=body, headers=headers)
             response = self._conn.getresponse()
@@ -265,7 +267,7 @@ def api_server(
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
-                with contextlib.closing(HttpClient(port, timeout=2.0)) as client:
+                with contextlib.closing(HttpClient(port, timeout=2.0, key=bench.api_key)) as client:
                     status, _ = client.request("GET", probe)
                 if ready(status):
                     break

@@ -20,3 +20,25 @@ UPDATE api_keys
 SET revoked_at = coalesce(revoked_at, now())
 WHERE id::text = %(key)s OR prefix = %(key)s
 RETURNING id, name, scope::text AS scope, prefix, created_at, revoked_at, last_used_at;
+
+-- name: authenticate_key
+-- The key a request presents, found by its hash; notes its use at most once a minute.
+-- Why a minute: a write on every request would cost every request a WAL flush
+-- and make all requests of one key contend for its row.
+WITH found AS MATERIALIZED (
+    SELECT id, name, scope, prefix, created_at, revoked_at, last_used_at
+    FROM api_keys
+    WHERE key_sha256 = %(key_sha256)s
+),
+touched AS (
+    UPDATE api_keys
+    SET last_used_at = now()
+    FROM found
+    WHERE api_keys.id = found.id
+      AND found.revoked_at IS NULL
+      AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
+    RETURNING api_keys.last_used_at
+)
+SELECT found.id, found.name, found.scope::text AS scope, found.prefix, found.created_at,
+       found.revoked_at, coalesce((SELECT last_used_at FROM touched), found.last_used_at) AS last_used_at
+FROM found;

@@ -43,6 +43,11 @@
       if (mine !== latest) {
         return; // a newer refresh (after a replay, say) started meanwhile: its answer wins
       }
+      if (response.status === 401) {
+        // The key stopped working (revoked, or signed out elsewhere): the page load signs in again.
+        window.location.reload();
+        return;
+      }
       if (!response.ok) {
         const why = await reason(response);
         show(stale, "Could not refresh (HTTP " + response.status + "): " + why +
@@ -100,6 +105,10 @@
         headers: { "Content-Type": "application/json", "X-EventFlo-Action": "replay" },
         body: JSON.stringify({ event_ids: [eventId] }),
       });
+      if (response.status === 401) {
+        window.location.reload();
+        return;
+      }
       if (!response.ok) {
         show(notice, "Replay of " + eventId + " refused (HTTP " + response.status + "): " +
           await reason(response), "error");

@@ -24,6 +24,10 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 import requests
+from psycopg.rows import dict_row
+
+from eventflo import keys
+from eventflo.config import Config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LOG_TAIL = 6000
@@ -262,11 +266,24 @@ def children(
 
 @dataclasses.dataclass
 class Api:
-    """The HTTP API of one ``eventflo serve`` process tree."""
+    """The HTTP API of one ``eventflo serve`` process tree.
+
+    Auth is on, as by default: ``session`` (and every ``new_session()``)
+    carries an admin key made for this API's database, unless the test
+    started the API with ``EVENTFLO_AUTH=off``.
+    """
 
     base_url: str
     child: Child
     session: requests.Session
+    database_url: str
+    api_key: str | None = None
+
+    def new_session(self) -> requests.Session:
+        """Another HTTP session (a client thread of its own) with the same key."""
+        session = requests.Session()
+        session.headers.update(self.session.headers)
+        return session
 
     def post_event(
         self,
@@ -315,13 +332,22 @@ def start_api(children: Children, *, wsgi: bool = False, **env: str) -> Api:
     ``eventflo serve`` by default; with ``wsgi``, plain gunicorn on ``wsgi:app`` (as in the README).
     """
     port = free_port()
+    settings = {**children.env, **env}
+    api_key = None
+    if Config.from_env(settings).auth:
+        api_key = make_api_key(settings["EVENTFLO_DATABASE_URL"], scope="admin", name="e2e tests")
     if wsgi:
         args = ["-m", "gunicorn", "--worker-class", "gthread", "--threads", "8", "-w", "2"]
         args += ["-b", f"127.0.0.1:{port}", "wsgi:app"]
     else:
         args = ["-m", "eventflo", "serve", "--port", str(port), "--workers", "2", "--threads", "8"]
     child = children.start("api", *args, env=env)
-    api = Api(f"http://127.0.0.1:{port}", child, requests.Session())
+    session = requests.Session()
+    if api_key is not None:
+        session.headers["Authorization"] = f"Bearer {api_key}"
+    api = Api(
+        f"http://127.0.0.1:{port}", child, session, settings["EVENTFLO_DATABASE_URL"], api_key
+    )
     try:
         wait_for(
             lambda: _api_ready(api),
@@ -353,6 +379,13 @@ def wsgi_api(children: Children) -> Iterator[Api]:
         yield started
     finally:
         started.session.close()
+
+
+def make_api_key(database_url: str, *, scope: str, name: str) -> str:
+    """A new key in that database, as `eventflo keys create` makes it (same function)."""
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        _, key = keys.create(conn, name=name, scope=scope)
+    return key
 
 
 # -- workers and the database ----------------------------------------------------

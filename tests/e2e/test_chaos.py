@@ -89,7 +89,7 @@ class _Client:
         self.ledger = ledger
         self.stop = stop
         self.rng = random.Random(n)
-        self.session = requests.Session()
+        self.session = api.new_session()
         self.sent = 0
         self.keys: list[tuple[str, dict[str, Any]]] = []  # (key, body) answered, to re-send
         self.error: BaseException | None = None

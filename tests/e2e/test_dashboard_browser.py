@@ -14,6 +14,8 @@ import pathlib
 import re
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +23,14 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 from psycopg.types.json import Jsonb
 
-from tests.e2e.conftest import Api, start_worker, status_counts, wait_for, wait_listening
+from tests.e2e.conftest import (
+    Api,
+    make_api_key,
+    start_worker,
+    status_counts,
+    wait_for,
+    wait_listening,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -48,17 +57,29 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
+REFUSED = re.compile(r"Failed to load resource: .* status of 40[13] ")
+
+
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh page; console errors and uncaught exceptions (CSP violations too) fail the test."""
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh page; console errors and uncaught exceptions (CSP violations too) fail the test.
+
+    A test marked ``refusals_expected`` may see 401/403 answers (a refused key).
+    """
     context = browser.new_context(viewport={"width": 1360, "height": 1000}, locale="en-US")
     opened = context.new_page()
     problems: list[str] = []
+    refusals_expected = request.node.get_closest_marker("refusals_expected") is not None
 
     def on_console(message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
         # /docs (flask-smorest's page) links no icon, so the browser's guess is a 404.
-        if message.type == "error" and not message.location["url"].endswith("/favicon.ico"):
-            problems.append(f"console error: {message.text} ({message.location['url']})")
+        if message.location["url"].endswith("/favicon.ico"):
+            return
+        if refusals_expected and REFUSED.search(message.text):
+            return
+        problems.append(f"console error: {message.text} ({message.location['url']})")
 
     opened.on("console", on_console)
     opened.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
@@ -131,9 +152,12 @@ def test_an_operator_sees_the_queue_and_replays_a_failed_event(
     )
     wait_for(lambda: worker_totals(conn) == (6, 1), timeout=10, what="the worker's heartbeat")
 
-    page.goto(f"{api.base_url}/")  # redirects to /dashboard
+    page.goto(f"{api.base_url}/")  # redirects to /dashboard, which asks for a key first
+    expect(page).to_have_url(f"{api.base_url}/dashboard/login")
+    sign_in(page, api.api_key)
     expect(page).to_have_url(f"{api.base_url}/dashboard")
     expect(page).to_have_title("EventFlo dashboard")
+    expect(page.locator(".who")).to_contain_text("(e2e tests, admin)")
 
     # The counts, as cards.
     for status, count in (
@@ -228,6 +252,52 @@ def test_an_operator_sees_the_queue_and_replays_a_failed_event(
     save_screenshot(page, tmp_path, "dashboard-after-replay.png", full_page=True, publish=False)
 
 
+def sign_in(page: Page, key: str | None) -> None:
+    """Type the key into the sign-in form, as an operator pastes it."""
+    assert key is not None, "the API of this test runs with auth on"
+    expect(page.get_by_role("heading", name="Sign in with an API key")).to_be_visible()
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+
+
+@pytest.mark.refusals_expected
+def test_a_read_key_sees_the_dashboard_but_cannot_replay_and_revoking_it_signs_out(
+    api: Api, conn: Any, page: Page
+) -> None:
+    failed_id = insert_unjudgeable_sla_breach(conn)
+    conn.execute(
+        "UPDATE events SET status = 'failed', error_message = 'rule error: boom' WHERE id = %s",
+        (failed_id,),
+    )
+    ingest_key = make_api_key(api.database_url, scope="ingest", name="producer")
+    read_key = make_api_key(api.database_url, scope="read", name="night shift")
+
+    page.goto(f"{api.base_url}/dashboard")
+    expect(page).to_have_url(f"{api.base_url}/dashboard/login")
+    page.get_by_label("API key").fill("efk_not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#login-message")).to_contain_text("not valid")
+    sign_in(page, ingest_key)
+    expect(page.locator("#login-message")).to_contain_text("has scope ingest")
+    sign_in(page, read_key)
+    expect(page).to_have_url(f"{api.base_url}/dashboard")
+    expect(page.locator(".who")).to_contain_text("(night shift, read)")
+    failed_row = page.locator("#live-failed tr", has_text=failed_id)
+    expect(failed_row.get_by_role("button", name="Replay")).to_be_disabled()
+    # The page's script cannot reach the key: the cookie is HttpOnly.
+    assert "efk_" not in page.evaluate("document.cookie")
+
+    # Revoked: the next refresh finds out and the browser is back at the sign-in form.
+    result = subprocess.run(
+        [sys.executable, "-m", "eventflo", "keys", "revoke", read_key[:12]],
+        env={**os.environ, "EVENTFLO_DATABASE_URL": api.database_url},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    expect(page.locator("#login-message")).to_contain_text("has been revoked", timeout=REFRESHED)
+    expect(page.get_by_role("heading", name="Sign in with an API key")).to_be_visible()
+
+
 def test_swagger_ui_renders_the_operations_from_local_assets(
     api: Api, page: Page, tmp_path: pathlib.Path
 ) -> None:
@@ -265,6 +335,24 @@ def test_swagger_ui_renders_the_operations_from_local_assets(
     )
     expect(block.locator(".live-responses-table")).to_contain_text('"status": "ok"')
 
+    # Authorize with a key, then Try it out on an operation that needs one.
+    assert api.api_key is not None
+    page.get_by_role("button", name="Authorize").first.click()
+    dialog = page.locator(".modal-ux")
+    dialog.locator("input").fill(api.api_key)
+    dialog.get_by_role("button", name="Apply credentials").click()
+    expect(dialog.get_by_role("button", name="Remove authorization")).to_be_visible()
+    dialog.locator("button.btn-done").click()
+    operation("GET", "/events").click()
+    listing = page.locator(".opblock-get").filter(
+        has=page.locator(".opblock-summary-path", has_text=re.compile(r"^/events$"))
+    )
+    listing.get_by_role("button", name="Try it out").click()
+    listing.get_by_role("button", name="Execute").click()
+    expect(
+        listing.locator(".live-responses-table tbody .response-col_status").first
+    ).to_have_text("200")
+
     # Everything came from this server: no CDN.
     assert requested and all(url.startswith(api.base_url) for url in requested), [
         url for url in requested if not url.startswith(api.base_url)
@@ -274,7 +362,11 @@ def test_swagger_ui_renders_the_operations_from_local_assets(
 def test_a_page_from_another_origin_cannot_replay(
     api: Api, browser: Browser, conn: Any, tmp_path: pathlib.Path
 ) -> None:
-    """localhost and 127.0.0.1 are different origins: from one, attack the other's replay."""
+    """localhost and 127.0.0.1 are different sites: from one, attack the other's replay.
+
+    The operator is signed in with an admin key, so the browser holds the
+    dashboard's cookie; it must not lend it to another site's requests.
+    """
     row = conn.execute(
         "INSERT INTO events (event_type, payload, status, error_message)"
         " VALUES ('sla_breach', '{}', 'failed', 'rule error: boom') RETURNING id"
@@ -285,6 +377,9 @@ def test_a_page_from_another_origin_cannot_replay(
     context = browser.new_context()
     try:
         page = context.new_page()
+        page.goto(f"{api.base_url}/dashboard/login")
+        sign_in(page, api.api_key)
+        expect(page).to_have_url(f"{api.base_url}/dashboard")
         page.goto(f"{foreign}/healthz")
 
         # With the header: the browser asks first (CORS preflight), is not granted, never posts.
@@ -334,7 +429,8 @@ def test_a_page_from_another_origin_cannot_replay(
                 }""",
                 [target, event_id],
             )
-        expect(page.locator("body")).to_contain_text("Cross-site request refused")
+        # SameSite=Strict: the browser left the signed-in cookie out of another site's form post.
+        expect(page.locator("body")).to_contain_text("Authentication required")
     finally:
         context.close()
     status = conn.execute("SELECT status::text FROM events WHERE id = %s", (event_id,)).fetchone()

@@ -253,6 +253,7 @@ class _Feeder:
 
     def __init__(self, api: Api, prefix: str, threads: int = 2) -> None:
         self._url = f"{api.base_url}/events"
+        self._api = api
         self._prefix = prefix
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -272,7 +273,7 @@ class _Feeder:
             thread.start()
 
     def _run(self, n: int) -> None:
-        session = requests.Session()
+        session = self._api.new_session()
         i = 0
         while not self._stop.is_set():
             key = f"{self._prefix}-{n}-{i}"

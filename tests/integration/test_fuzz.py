@@ -5,12 +5,17 @@ coverage phase) and generated requests, valid and invalid. Each response must
 be no 5xx, carry a documented status and content type, match the documented
 body schema, and — for every 4xx — be an RFC 9457 problem document.
 
+Auth is on, as by default: most requests carry an admin key, and every
+tenth none and every tenth a key of the other scope, so the 401 and 403
+answers are held to the document too.
+
 Reproducible: a fixed seed and Hypothesis' derandomized generation, no example
 database. What the fuzzer found is kept as named tests in test_fuzz_findings.py.
 """
 
 from __future__ import annotations
 
+import collections
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +27,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from eventflo import create_app
+from eventflo import create_app, keys
 from eventflo.config import Config
 from eventflo.errors import PROBLEM_MIMETYPE
 from eventflo.worker import Worker
@@ -68,6 +73,7 @@ CHECKS = [
 class Counter:
     def __init__(self) -> None:
         self.requests = 0
+        self.statuses: collections.Counter[int] = collections.Counter()
         self.started = time.monotonic()
 
 
@@ -76,8 +82,11 @@ def sent() -> Iterator[Counter]:
     counter = Counter()
     yield counter
     elapsed = time.monotonic() - counter.started
-    print(f"\nfuzz: {counter.requests} requests in {elapsed:.1f} s")
+    print(f"\nfuzz: {counter.requests} requests in {elapsed:.1f} s; {dict(counter.statuses)}")
     assert counter.requests >= MIN_REQUESTS, f"only {counter.requests} requests were generated"
+    # The refused requests were answered as refusals, which the checks held to the document.
+    assert counter.statuses[401] >= counter.requests // 20, counter.statuses
+    assert counter.statuses[403] >= counter.requests // 20, counter.statuses
 
 
 def _documented_schema() -> Any:
@@ -95,16 +104,25 @@ schema = _documented_schema()
 @pytest.fixture
 def fuzz_app(make_app: Any) -> flask.Flask:
     # A long-poll must not sleep through the run: any ?wait= is capped to a millisecond.
-    return make_app(max_wait_seconds=0.001)
+    return make_app(max_wait_seconds=0.001, auth=True)
 
 
 @pytest.fixture
-def known_ids(fuzz_app: flask.Flask, config: Config) -> list[str]:
+def api_keys(conn: Any) -> dict[str, str]:
+    """One key of each scope, in the test's database."""
+    return {scope: keys.create(conn, name=f"fuzz {scope}", scope=scope)[1] for scope in keys.SCOPES}
+
+
+@pytest.fixture
+def known_ids(fuzz_app: flask.Flask, config: Config, api_keys: dict[str, str]) -> list[str]:
     """Events to read back: completed ones (with a result and history) and queued ones."""
     client = fuzz_app.test_client()
+    admin = {"Authorization": f"Bearer {api_keys['admin']}"}
 
     def post(event_type: str, payload: dict[str, Any]) -> str:
-        response = client.post("/events", json={"event_type": event_type, "payload": payload})
+        response = client.post(
+            "/events", json={"event_type": event_type, "payload": payload}, headers=admin
+        )
         assert response.status_code == 202, response.get_data(as_text=True)
         return str(response.get_json()["event_id"])
 
@@ -125,12 +143,28 @@ def known_ids(fuzz_app: flask.Flask, config: Config) -> list[str]:
     suppress_health_check=list(HealthCheck),
 )
 def test_every_documented_operation_survives_generated_requests(
-    case: Any, fuzz_app: flask.Flask, known_ids: list[str], sent: Counter
+    case: Any, fuzz_app: flask.Flask, known_ids: list[str], api_keys: dict[str, str], sent: Counter
 ) -> None:
     if case.operation.label == "GET /events/{event_id}":
         _read_known_events(case, known_ids)
     sent.requests += 1
-    case.call_and_validate(app=fuzz_app, checks=CHECKS)
+    _present_a_key(case, api_keys, sent.requests)
+    response = case.call_and_validate(app=fuzz_app, checks=CHECKS)
+    sent.statuses[response.status_code] += 1
+
+
+def _present_a_key(case: Any, api_keys: dict[str, str], number: int) -> None:
+    """Admin mostly; every tenth request no key (401), every tenth a key of the wrong scope (403)."""
+    headers = case.headers if case.headers is not None else {}
+    headers.pop("Authorization", None)
+    if number % 10 == 3:
+        pass
+    elif number % 10 == 7:
+        wrong = "read" if case.operation.method.upper() == "POST" else "ingest"
+        headers["Authorization"] = f"Bearer {api_keys[wrong]}"
+    else:
+        headers["Authorization"] = f"Bearer {api_keys['admin']}"
+    case.headers = headers
 
 
 def _read_known_events(case: Any, known_ids: list[str]) -> None:
