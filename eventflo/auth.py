@@ -48,6 +48,8 @@ PUBLIC_ENDPOINTS = frozenset(
 
 View = TypeVar("View", bound=Callable[..., Any])
 
+NO_SUCH_KEY = "The API key is not valid: no such key exists."
+
 
 class Unauthenticated(EventFloError):
     """No key, or one that is not a valid key (unknown or revoked): 401."""
@@ -171,6 +173,8 @@ def _cookie_allowed(request: flask.Request) -> bool:
 
 def authenticate(pool: Any, presented: str) -> keys.ApiKey:
     """The stored key for ``presented``; 401 when it is unknown or revoked."""
+    if not keys.looks_like_key(presented):
+        raise InvalidKey(NO_SUCH_KEY)  # without a connection: garbage costs nothing
     try:
         with db.borrow(pool) as conn:
             key = keys.authenticate(conn, presented)
@@ -179,7 +183,7 @@ def authenticate(pool: Any, presented: str) -> keys.ApiKey:
             "The database has no API keys table yet; run `eventflo migrate`."
         ) from exc
     if key is None:
-        raise InvalidKey("The API key is not valid: no such key exists.")
+        raise InvalidKey(NO_SUCH_KEY)
     if key.revoked_at is not None:
         raise InvalidKey(f"The API key {key.prefix}… ({key.name!r}) has been revoked.")
     return key

@@ -327,7 +327,7 @@ def login_form() -> Any:
     """The form that takes a key; with EVENTFLO_AUTH off there is nothing to sign in to."""
     if not auth.caller().auth:
         return flask.redirect(flask.url_for("dashboard.page"))
-    return _login_page(flask.request.args.get("reason"), 200)
+    return _login_page(None, 200)
 
 
 @blp.post("/dashboard/login")
@@ -335,13 +335,14 @@ def login_form() -> Any:
 def login() -> Any:
     """Check the key of the form; if it may read, keep it in the browser's cookie.
 
-    No cross-site check here: signing someone in needs a valid key, and a
-    forged sign-in would only hand the victim the forger's own key. (Nor
-    could the Origin header tell: under ``Referrer-Policy: no-referrer``
-    chromium sends ``Origin: null`` with a form's POST.)
+    A sign-in another site starts is refused: it could swap an operator's
+    admin key for the forger's read key, and have the forger's key blamed
+    for what follows.
     """
     if not auth.caller().auth:
         return flask.redirect(flask.url_for("dashboard.page"), 303)
+    if started_elsewhere(flask.request):
+        return _login_page("Sign-in refused: the form was sent from another site.", 403)
     presented = flask.request.form.get("key", "").strip()
     if not presented:
         return _login_page("Paste an API key to sign in.", 400)
@@ -364,7 +365,7 @@ def login() -> Any:
         presented,
         httponly=True,
         samesite="Strict",
-        secure=flask.request.is_secure,
+        secure=served_over_https(flask.request),
         path="/",
     )
     return response
@@ -374,9 +375,31 @@ def login() -> Any:
 @auth.public
 def logout() -> Any:
     """Forget the browser's key (the key itself stays valid until revoked)."""
+    if started_elsewhere(flask.request):
+        return _login_page("Sign-out refused: the form was sent from another site.", 403)
     response = flask.redirect(flask.url_for("dashboard.login_form"), 303)
     response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="Strict")
     return response
+
+
+def started_elsewhere(request: flask.Request) -> bool:
+    """Whether the browser says another site (or a sibling subdomain) sent this request.
+
+    ``Sec-Fetch-Site``, which browsers set and pages cannot forge. The
+    Origin header cannot tell here: under ``Referrer-Policy: no-referrer``
+    chromium sends ``Origin: null`` with a form's POST, even our own.
+    """
+    return request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site")
+
+
+def served_over_https(request: flask.Request) -> bool:
+    """HTTPS to the browser: directly, or through a TLS-terminating proxy that says so.
+
+    Trusting ``X-Forwarded-Proto`` here can only add ``Secure`` to a cookie,
+    never take it away.
+    """
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.is_secure or forwarded == "https"
 
 
 def _login_page(message: str | None, status: int) -> Any:
@@ -402,7 +425,8 @@ def _refused(error: EventFloError) -> Any:
     """The page sends a browser to sign in; its script's requests get the problem document."""
     if flask.request.endpoint != "dashboard.page":
         return errors.handle_eventflo_error(error)
-    if flask.request.cookies.get(auth.COOKIE) and error.status == 401:
+    remembered = flask.request.cookies.get(auth.COOKIE)
+    if remembered and error.status == 401 and "Authorization" not in flask.request.headers:
         # The remembered key stopped working (revoked): forget it, and say why.
         response = _login_page(error.detail, 401)
         response = flask.make_response(response)

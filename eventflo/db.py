@@ -87,5 +87,9 @@ def borrow(pool: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection[dic
         ) from exc
     except psycopg.errors.DeadlockDetected as exc:
         raise errors.DatabaseUnavailable("the database detected a deadlock; retry") from exc
+    except psycopg.errors.ReadOnlySqlTransaction as exc:
+        raise errors.DatabaseUnavailable(
+            "the database accepts no writes now (a standby, or read-only mode)"
+        ) from exc
     except psycopg.OperationalError as exc:
         raise errors.DatabaseUnavailable("the database connection failed") from exc

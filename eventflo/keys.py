@@ -77,11 +77,17 @@ def list_keys(conn: psycopg.Connection[Row], *, include_revoked: bool = False) -
 def authenticate(conn: psycopg.Connection[Row], key: str) -> ApiKey | None:
     """The stored key a client presents (revoked ones too: the caller says why it refuses).
 
-    Its ``last_used_at`` is brought up to date when it is more than a minute old.
+    Its ``last_used_at`` is brought up to date when it is more than a minute
+    old, except on a read-only database (a standby serving reads), where the
+    key is still checked. ``conn`` must be in autocommit mode.
     """
     if not looks_like_key(key):
         return None  # no lookup for what cannot be a key
-    row = conn.execute(QUERIES["authenticate_key"], {"key_sha256": digest(key)}).fetchone()
+    params = {"key_sha256": digest(key)}
+    try:
+        row = conn.execute(QUERIES["authenticate_key"], params).fetchone()
+    except psycopg.errors.ReadOnlySqlTransaction:
+        row = conn.execute(QUERIES["find_key"], params).fetchone()
     return None if row is None else ApiKey(**row)
 
 

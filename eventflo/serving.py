@@ -10,6 +10,10 @@ from gunicorn.app.base import BaseApplication
 
 from eventflo.config import Config
 
+# gunicorn's default access line without %(u)s, the user name of Basic auth: a
+# client that sends its API key as `curl -u KEY:` would have it logged.
+ACCESS_LOG_FORMAT = '%(h)s %(l)s - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
 # Builds the WSGI app in each gunicorn worker, after the fork.
 AppFactory = Callable[[Config], flask.Flask]
 
@@ -59,6 +63,7 @@ def run_gunicorn(
             "worker_class": "gthread",
             "threads": threads,
             "accesslog": "-",
+            "access_log_format": ACCESS_LOG_FORMAT,
             "graceful_timeout": 30,
             "proc_name": "eventflo-api",
             # gunicorn 27's control socket defaults to one path per user, so a

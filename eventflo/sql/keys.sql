@@ -14,6 +14,12 @@ FROM api_keys
 WHERE %(include_revoked)s OR revoked_at IS NULL
 ORDER BY id DESC;
 
+-- name: find_key
+-- The key a request presents, found by its hash, on a read-only database (a standby): no use noted.
+SELECT id, name, scope::text AS scope, prefix, created_at, revoked_at, last_used_at
+FROM api_keys
+WHERE key_sha256 = %(key_sha256)s;
+
 -- name: revoke_keys
 -- Revoke the keys with this id or this prefix; a key revoked already keeps its first revocation time.
 UPDATE api_keys
@@ -30,13 +36,21 @@ WITH found AS MATERIALIZED (
     FROM api_keys
     WHERE key_sha256 = %(key_sha256)s
 ),
+-- The row to touch, re-checked on the live row; one that another request (or a
+-- revoke) holds is skipped: no request ever waits to note a use.
+due AS (
+    SELECT api_keys.id
+    FROM api_keys
+    JOIN found USING (id)
+    WHERE api_keys.revoked_at IS NULL
+      AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < now() - interval '1 minute')
+    FOR UPDATE OF api_keys SKIP LOCKED
+),
 touched AS (
     UPDATE api_keys
     SET last_used_at = now()
-    FROM found
-    WHERE api_keys.id = found.id
-      AND found.revoked_at IS NULL
-      AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
+    FROM due
+    WHERE api_keys.id = due.id
     RETURNING api_keys.last_used_at
 )
 SELECT found.id, found.name, found.scope::text AS scope, found.prefix, found.created_at,

@@ -62,6 +62,10 @@ def test_a_key_from_the_cli_opens_the_api_and_revoking_it_closes_it(children, ch
         listed = eventflo(child_env, "keys", "list")
         assert "billing" in listed and "ops" in listed and producer[12:] not in listed
 
+        # A key sent the wrong way (Basic auth's user name, as `curl -u KEY:` does): refused.
+        basic = session.get(f"{base}/events", auth=(reader, ""), timeout=10)
+        assert basic.status_code == 401
+
         eventflo(child_env, "keys", "revoke", producer[:12])
         again = session.post(
             f"{base}/events",
@@ -71,7 +75,7 @@ def test_a_key_from_the_cli_opens_the_api_and_revoking_it_closes_it(children, ch
         )
         assert again.status_code == 401
         assert "has been revoked" in again.json()["detail"]
-    # Neither key was ever written to the API's log.
+    # Neither key was ever written to the API's log (gunicorn's access log included).
     assert producer[12:] not in api.log() and reader[12:] not in api.log()
 
 

@@ -418,3 +418,87 @@ def test_a_worker_needs_no_key(client, config, key_of):
     """Workers talk to the database, not to the API: auth changes nothing for them."""
     client.post("/events", json=PAYMENT, headers=bearer(key_of["ingest"]))
     assert run_worker_once(config) == 1
+
+
+# -- hostile and odd requests ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cookie", ["not-a-key", "efk_" + "E" * 43, "ÿ" * 10, "x" * 4000, '"quoted;value"']
+)
+def test_a_cookie_that_is_no_key_is_a_401_never_a_500(client, cookie):
+    client.set_cookie(auth.COOKIE, cookie)
+    assert_problem(client.get("/events"), 401)
+    assert_problem(client.get("/dashboard/live"), 401)
+
+
+def test_a_header_with_bytes_beyond_ascii_is_a_401(client):
+    environ = {"HTTP_AUTHORIZATION": "Bearer efk_\xff\xfe"}
+    assert_problem(client.get("/events", environ_overrides=environ), 401)
+
+
+def test_the_header_wins_over_the_cookie_and_a_bad_header_keeps_the_browser_signed_in(
+    client, key_of
+):
+    client.post("/dashboard/login", data={"key": key_of["read"]})
+    assert_problem(client.get("/events", headers=bearer(key_of["ingest"])), 403)
+    page = client.get("/dashboard", headers=bearer("efk_" + "F" * 43))
+    assert page.status_code == 303  # to the sign-in form, for this request only
+    assert "Set-Cookie" not in page.headers
+    assert client.get("/dashboard").status_code == 200
+
+
+def test_the_sign_in_page_shows_no_message_from_the_url(client):
+    page = client.get("/dashboard/login?reason=Paste+your+key+at+https://evil.example")
+    assert page.status_code == 200
+    assert "evil.example" not in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_a_sign_in_or_out_another_site_starts_is_refused(client, key_of, site):
+    refused = client.post(
+        "/dashboard/login", data={"key": key_of["read"]}, headers={"Sec-Fetch-Site": site}
+    )
+    assert refused.status_code == 403 and "Set-Cookie" not in refused.headers
+    client.post("/dashboard/login", data={"key": key_of["read"]})
+    out = client.post("/dashboard/logout", headers={"Sec-Fetch-Site": site})
+    assert out.status_code == 403 and "Set-Cookie" not in out.headers
+    assert client.get("/dashboard").status_code == 200
+
+
+def test_the_cookie_is_secure_over_https_also_behind_a_proxy(client, key_of):
+    plain = client.post("/dashboard/login", data={"key": key_of["read"]})
+    assert "Secure" not in plain.headers["Set-Cookie"]
+    proxied = client.post(
+        "/dashboard/login", data={"key": key_of["read"]}, headers={"X-Forwarded-Proto": "https"}
+    )
+    assert "Secure" in proxied.headers["Set-Cookie"]
+    direct = client.post(
+        "/dashboard/login", data={"key": key_of["read"]}, base_url="https://localhost"
+    )
+    assert "Secure" in direct.headers["Set-Cookie"]
+
+
+def test_a_read_only_database_still_checks_keys_and_refuses_writes_with_503(make_app, conn, key_of):
+    """A standby serving reads: keys are checked (their last use is not noted), writes are 503."""
+    database = conn.info.dbname
+    conn.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    client = make_app(auth=True).test_client()
+    assert client.get("/events", headers=bearer(key_of["read"])).status_code == 200
+    assert_problem(client.get("/events", headers=bearer("efk_" + "G" * 43)), 401)
+    body = assert_problem(
+        client.post("/events", json=PAYMENT, headers=bearer(key_of["ingest"])), 503
+    )
+    assert "accepts no writes" in body["detail"]
+    row = conn.execute(
+        "SELECT count(*) AS n FROM api_keys WHERE last_used_at IS NOT NULL"
+    ).fetchone()
+    assert row["n"] == 0
+
+
+def test_a_malformed_key_is_refused_without_the_database(make_app):
+    app = make_app(
+        auth=True, database_url="postgresql://postgres@127.0.0.1:1/none", pool_timeout=1.0
+    )
+    body = assert_problem(app.test_client().get("/events", headers=bearer("garbage")), 401)
+    assert body["detail"] == auth.NO_SUCH_KEY
