@@ -428,8 +428,7 @@ def _refused(error: EventFloError) -> Any:
     remembered = flask.request.cookies.get(auth.COOKIE)
     if remembered and error.status == 401 and "Authorization" not in flask.request.headers:
         # The remembered key stopped working (revoked): forget it, and say why.
-        response = _login_page(error.detail, 401)
-        response = flask.make_response(response)
+        response = flask.make_response(_login_page(error.detail, 401))
         response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="Strict")
         return response
     if error.status == 403:
