@@ -1,4 +1,7 @@
-"""Thin HTTP views: parse with the schemas, call the store, shape the answer."""
+"""Thin HTTP views: parse with the schemas, call the store, shape the answer.
+
+A view's docstring is its summary in /openapi.json and /docs: plain text, no reST markup.
+"""
 
 from __future__ import annotations
 
@@ -178,7 +181,7 @@ EVENT_ID_PARAMETER = {
 @problem_response(blp, 404, "No such event")
 @problem_response(blp, 503, "Database unavailable, or too many requests wait already (Retry-After)")
 def get_event(args: dict[str, Any], event_id: str) -> Any:
-    """One event with its status, result and attempt history; ``wait`` long-polls till it ends."""
+    """One event with its status, result and attempt history; ?wait=N long-polls till it ends."""
     parsed_id = _parse_event_id(event_id)
     state = _state()
     wait = min(args["wait"], state.config.max_wait_seconds)
@@ -261,7 +264,7 @@ def _wait_until_finished(event_id: uuid.UUID, wait: float) -> None:
 @blp.response(200, schemas.EventSummarySchema(many=True))
 @problem_response(blp, 503, "Database unavailable")
 def list_events(args: dict[str, Any]) -> Any:
-    """Recent events, newest first; follow the ``Link: rel="next"`` header for the next page."""
+    """Recent events, newest first; follow the Link header (rel="next") for the next page."""
     state = _state()
     limit = min(args["limit"], state.config.list_limit_max)
     with db.borrow(state.pool) as conn:
