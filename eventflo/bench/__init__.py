@@ -241,7 +241,7 @@ class Bench:
 
     @property
     def api_key(self) -> str:
-        """An admin key of the scratch database: the API runs as it does by default, with auth on."""
+        """An admin key of the scratch database: the API runs with auth on, as by default."""
         if self._api_key is None:
             with self.connect("setup") as conn:
                 _, self._api_key = keys.create(conn, name="eventflo bench", scope="admin")

@@ -177,7 +177,7 @@ def test_dev_runs_everything_stops_on_ctrl_c_and_keeps_its_data(dev_children, da
     assert f"migrations: {len(migrations)} applied" in first.child.log()
     # The POST above carried no key: dev turned auth off, and said so.
     assert "auth: off (EVENTFLO_AUTH=off) for local development" in first.child.log()
-    assert "EVENTFLO_AUTH=off: the API accepts every request without an API key" in first.child.log()
+    assert "EVENTFLO_AUTH=off: the API accepts every request without" in first.child.log()
 
     with eventflo_dev(dev_children, data_dir) as second:
         event = second.session.get(f"{second.base_url}/events/{event_id}", timeout=10).json()
