@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -17,15 +18,8 @@ from eventflo import registry
 from tests import tcp_proxy
 from tests.integration.conftest import assert_clean_exit as _assert_clean_exit
 from tests.integration.conftest import cli_env as _env
+from tests.integration.test_migrations import ALL as ALL_MIGRATIONS
 
-ALL_MIGRATIONS = [
-    "0001_create_events",
-    "0002_create_event_processing_results",
-    "0003_create_event_attempts",
-    "0004_lean_hot_path",
-    "0005_create_workers",
-    "0006_create_api_keys",
-]
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
 
 
@@ -149,23 +143,30 @@ def test_stats_on_an_empty_queue(invoke):
 # -- stats --watch ---------------------------------------------------------
 
 
-def _start_watch(database_url, *args):
+@contextlib.contextmanager
+def _watching(database_url, *args):
+    """``eventflo stats --watch`` as a process; killed at the end if the test left it running."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("EVENTFLO_")}
     env.update(EVENTFLO_DATABASE_URL=database_url, EVENTFLO_WORKER_TIMEOUT="30", PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
+    watch = subprocess.Popen(
         [sys.executable, "-m", "eventflo", "stats", "--watch", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    try:
+        yield watch
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate()
 
 
 def test_stats_watch_refreshes_until_ctrl_c_then_exits_zero(database_url, conn, populated):
     registry.register(conn, worker_id="host-a:11:abcdef", host="host-a", pid=11)
-    watch = _start_watch(database_url, "--interval", "0.2")
     frames: list[list[str]] = []  # the lines of each refresh, from its header on
-    try:
+    with _watching(database_url, "--interval", "0.2") as watch:
         deadline = time.monotonic() + 30
         while len(frames) < 4:  # the third frame is complete once the fourth begins
             assert time.monotonic() < deadline, f"fewer than 4 refreshes: {frames}"
@@ -183,10 +184,6 @@ def test_stats_watch_refreshes_until_ctrl_c_then_exits_zero(database_url, conn, 
             frames[-1].append(line.rstrip("\n"))
         watch.send_signal(signal.SIGINT)
         out, err = watch.communicate(timeout=10)
-    finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.communicate()
     assert watch.returncode == 0, err
     assert "Traceback" not in err and "Aborted" not in err, err
     first, third = ("\n".join(frame) for frame in (frames[0], frames[2]))
@@ -204,8 +201,7 @@ def test_stats_watch_refreshes_until_ctrl_c_then_exits_zero(database_url, conn, 
 
 def test_stats_watch_shows_an_outage_and_recovers_by_itself(database_url):
     with tcp_proxy.TcpProxy(tcp_proxy.upstream_of(database_url)) as proxy:
-        watch = _start_watch(tcp_proxy.url_through(database_url, proxy.port), "--interval", "0.2")
-        try:
+        with _watching(tcp_proxy.url_through(database_url, proxy.port), "--interval", "0.2") as watch:
             def read_until(text):
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
@@ -222,10 +218,6 @@ def test_stats_watch_shows_an_outage_and_recovers_by_itself(database_url):
             read_until("oldest queued:")
             watch.send_signal(signal.SIGINT)
             _, err = watch.communicate(timeout=10)
-        finally:
-            if watch.poll() is None:
-                watch.kill()
-                watch.communicate()
     assert watch.returncode == 0, err
     assert "Traceback" not in err, err
 
@@ -240,8 +232,8 @@ def test_stats_watch_with_json_is_a_usage_error(invoke):
 
 
 def test_stats_watch_on_an_unreachable_database_is_a_one_line_error():
-    watch = _start_watch(UNREACHABLE)
-    out, err = watch.communicate(timeout=30)
+    with _watching(UNREACHABLE) as watch:
+        out, err = watch.communicate(timeout=30)
     assert watch.returncode == 1
     assert out == ""
     assert err.startswith("Error: database unavailable") and len(err.strip().splitlines()) == 1, err

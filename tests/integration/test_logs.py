@@ -19,9 +19,9 @@ import sys
 import time
 from collections.abc import Iterator
 
-from eventflo import events, logs, queue, registry, rules
-from eventflo.rules import Severity
+from eventflo import events, logs, queue, registry
 from eventflo.worker import Worker
+from tests.integration.worker_harness import table_with_a_rule_that_runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-payload-value"
@@ -62,18 +62,7 @@ def _explodes(payload):
     raise _Flaky(f"cannot handle {payload}")
 
 
-_TABLE = (
-    rules.Rule(
-        rule_id="explodes",
-        event_type="boom",
-        condition=_explodes,
-        severity=Severity.HIGH,
-        should_escalate=False,
-        reason="never reached",
-        recommendation="never reached",
-    ),
-    *rules.DEFAULT_RULES,
-)
+_TABLE = table_with_a_rule_that_runs(_explodes)
 
 
 def test_one_json_line_per_state_change_with_ids_attempt_and_duration_and_no_payload(

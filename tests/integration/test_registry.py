@@ -7,11 +7,9 @@ know, keep the lease-expiry rule.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import socket
-import threading
 import time
 
 import psycopg
@@ -21,34 +19,10 @@ from psycopg.rows import dict_row
 from eventflo import events, queue, registry, rules
 from eventflo.worker import Worker
 from tests import tcp_proxy
+from tests.integration.worker_harness import poll_until, running
 
 LONG_LEASE = 300.0
 TIMEOUT = 30.0
-
-
-def _wait_for(predicate, timeout, interval=0.02):
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass (None)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
-
-
-@contextlib.contextmanager
-def _running(worker):
-    """Run ``worker.run()`` in a thread until the block ends; always stop and join it."""
-    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        worker.stop.set()
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the worker did not stop"
 
 
 def _row(conn, worker_id):
@@ -96,8 +70,8 @@ def test_a_worker_registers_heartbeats_while_idle_counts_and_records_its_stop(co
         config, heartbeat_seconds=0.5, worker_timeout=3.0, poll_interval=30.0
     )
     worker = Worker(settings)
-    with _running(worker):
-        row = _wait_for(lambda: _row(conn, worker.worker_id), 10)
+    with running(worker):
+        row = poll_until(lambda: _row(conn, worker.worker_id), 10)
         assert row is not None, "the worker never registered"
         assert (row["host"], row["pid"]) == (socket.gethostname(), os.getpid())
         assert row["stopped_at"] is None
@@ -112,7 +86,7 @@ def test_a_worker_registers_heartbeats_while_idle_counts_and_records_its_stop(co
                 seen.append(last)
             return len(seen) >= 6
 
-        assert _wait_for(six_heartbeats, 10, interval=0.01), f"heartbeats seen: {seen}"
+        assert poll_until(six_heartbeats, 10, interval=0.01), f"heartbeats seen: {seen}"
         gaps = [(b - a).total_seconds() for a, b in zip(seen, seen[1:], strict=False)]
         assert max(gaps) < 1.0, f"a heartbeat came late: gaps {gaps}"
         assert min(gaps) > 0.3, f"heartbeats came faster than their interval: gaps {gaps}"
@@ -128,7 +102,7 @@ def test_a_worker_registers_heartbeats_while_idle_counts_and_records_its_stop(co
             row = _row(conn, worker.worker_id)
             return (row["completed"], row["failed"]) == (3, 1)
 
-        assert _wait_for(totals, 10), _row(conn, worker.worker_id)
+        assert poll_until(totals, 10), _row(conn, worker.worker_id)
         assert registry.list_workers(conn, timeout=3.0)[0].state == "live"
 
     stopped = _row(conn, worker.worker_id)
@@ -142,10 +116,10 @@ def test_a_worker_registers_heartbeats_while_idle_counts_and_records_its_stop(co
 
 def test_a_heartbeat_brings_back_a_deleted_row(config, conn):
     worker = Worker(dataclasses.replace(config, heartbeat_seconds=0.2, worker_timeout=2.0))
-    with _running(worker):
-        assert _wait_for(lambda: _row(conn, worker.worker_id), 10)
+    with running(worker):
+        assert poll_until(lambda: _row(conn, worker.worker_id), 10)
         conn.execute("DELETE FROM workers")
-        assert _wait_for(lambda: _row(conn, worker.worker_id), 5), "the row never came back"
+        assert poll_until(lambda: _row(conn, worker.worker_id), 5), "the row never came back"
 
 
 def test_heartbeats_survive_a_database_outage(config, conn, database_url):
@@ -158,8 +132,8 @@ def test_heartbeats_survive_a_database_outage(config, conn, database_url):
             pool_timeout=1.0,
         )
         worker = Worker(settings)
-        with _running(worker) as thread:
-            assert _wait_for(lambda: _row(conn, worker.worker_id), 10), "it never registered"
+        with running(worker) as thread:
+            assert poll_until(lambda: _row(conn, worker.worker_id), 10), "it never registered"
             proxy.cut()
             # The next heartbeats fail; the worker backs off and retries instead of dying.
             last = _row(conn, worker.worker_id)["last_seen_at"]
@@ -167,11 +141,11 @@ def test_heartbeats_survive_a_database_outage(config, conn, database_url):
             assert thread.is_alive(), "the worker died with the database"
             assert _row(conn, worker.worker_id)["last_seen_at"] == last
             proxy.restore()
-            assert _wait_for(
+            assert poll_until(
                 lambda: _row(conn, worker.worker_id)["last_seen_at"] > last, 20
             ), "no heartbeat after the database came back"
             (event_id,) = _insert(conn)
-            assert _wait_for(
+            assert poll_until(
                 lambda: conn.execute(
                     "SELECT status FROM events WHERE id = %s", [event_id]
                 ).fetchone()["status"]
@@ -381,8 +355,8 @@ def test_a_running_worker_releases_a_silent_workers_claims_long_before_the_lease
     )
     worker = Worker(settings)
     started = time.monotonic()
-    with _running(worker):
-        done = _wait_for(
+    with running(worker):
+        done = poll_until(
             lambda: conn.execute("SELECT status FROM events WHERE id = %s", [event_id]).fetchone()[
                 "status"
             ]

@@ -9,12 +9,12 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 from eventflo import events, rules
 from eventflo.rules import Severity
 from eventflo.worker import Worker, new_worker_id
+from tests.integration.worker_harness import poll_until, running, table_with_a_rule_that_runs
 
 # Long enough that polling cannot explain anything a test sees within WAKE_DEADLINE.
 LONG_POLL = 30.0
@@ -37,38 +37,12 @@ def _status(conn, event_id):
     return conn.execute("SELECT status FROM events WHERE id = %s", [event_id]).fetchone()["status"]
 
 
-def _wait_for(predicate, timeout, interval=0.02):
-    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True
-
-
 @contextlib.contextmanager
 def _closing(worker):
     try:
         yield worker
     finally:
         worker.close()
-
-
-@contextlib.contextmanager
-def _running(worker):
-    """Run ``worker.run()`` in a thread; always stop it and join it."""
-    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
-    thread.start()
-    try:
-        assert _wait_for(lambda: worker.listener.backend_pid() is not None, 5), (
-            "worker never listened"
-        )
-        yield thread
-    finally:
-        worker.stop.set()
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the worker did not stop"
 
 
 def test_run_once_drains_a_batch_with_the_rule_tables_verdicts(config, conn):
@@ -101,12 +75,12 @@ def test_run_once_claims_no_more_than_the_batch_size(config, conn):
 
 def test_an_idle_worker_wakes_up_on_notify_and_stops_promptly(config, conn):
     worker = Worker(dataclasses.replace(config, poll_interval=LONG_POLL))
-    with _running(worker) as thread:
+    with running(worker, until_listening=True) as thread:
         first = _insert(conn, "system_error")
-        assert _wait_for(lambda: _status(conn, first) == "completed", WAKE_DEADLINE)
+        assert poll_until(lambda: _status(conn, first) == "completed", WAKE_DEADLINE)
         # Now certainly idle, blocked on LISTEN for up to LONG_POLL seconds.
         second = _insert(conn, "sla_breach", {"minutes_over": 45})
-        woke = _wait_for(lambda: _status(conn, second) == "completed", WAKE_DEADLINE)
+        woke = poll_until(lambda: _status(conn, second) == "completed", WAKE_DEADLINE)
         assert woke, "the worker did not wake up on NOTIFY"
 
         stop_requested = time.monotonic()
@@ -115,7 +89,7 @@ def test_an_idle_worker_wakes_up_on_notify_and_stops_promptly(config, conn):
         assert not thread.is_alive()
         assert time.monotonic() - stop_requested < 2.0
     assert worker.processed == 2
-    gone = _wait_for(
+    gone = poll_until(
         lambda: (
             conn.execute(
                 "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name LIKE %s",
@@ -130,23 +104,23 @@ def test_an_idle_worker_wakes_up_on_notify_and_stops_promptly(config, conn):
 
 def test_the_listener_reconnects_after_its_connection_is_killed(config, conn):
     worker = Worker(dataclasses.replace(config, poll_interval=LONG_POLL))
-    with _running(worker):
+    with running(worker, until_listening=True):
         first = _insert(conn)
-        assert _wait_for(lambda: _status(conn, first) == "completed", WAKE_DEADLINE)
+        assert poll_until(lambda: _status(conn, first) == "completed", WAKE_DEADLINE)
         old_pid = worker.listener.backend_pid()
         killed = conn.execute("SELECT pg_terminate_backend(%s) AS ok", [old_pid]).fetchone()
         assert killed["ok"] is True
 
         second = _insert(conn)
-        woke = _wait_for(lambda: _status(conn, second) == "completed", WAKE_DEADLINE)
+        woke = poll_until(lambda: _status(conn, second) == "completed", WAKE_DEADLINE)
         assert woke, "after losing LISTEN the worker neither reconnected nor polled"
-        assert _wait_for(
+        assert poll_until(
             lambda: worker.listener.backend_pid() not in (None, old_pid), WAKE_DEADLINE
         )
 
         # And the new LISTEN connection delivers wake-ups again.
         third = _insert(conn)
-        assert _wait_for(lambda: _status(conn, third) == "completed", WAKE_DEADLINE)
+        assert poll_until(lambda: _status(conn, third) == "completed", WAKE_DEADLINE)
     assert worker.processed == 3
 
 
@@ -159,8 +133,8 @@ def test_a_running_worker_rescues_the_expired_claims_of_a_dead_one(config, conn)
         [event_id],
     )
     worker = Worker(dataclasses.replace(config, poll_interval=LONG_POLL))
-    with _running(worker):
-        assert _wait_for(lambda: _status(conn, event_id) == "completed", WAKE_DEADLINE)
+    with running(worker, until_listening=True):
+        assert poll_until(lambda: _status(conn, event_id) == "completed", WAKE_DEADLINE)
     shown = events.get(conn, event_id)
     assert shown["attempts"] == 2
     assert shown["result"]["severity"] == Severity.HIGH
@@ -181,28 +155,13 @@ def _raises(exc):
     return condition
 
 
-def _rule_table(condition):
-    return (
-        rules.Rule(
-            rule_id="explodes",
-            event_type="boom",
-            condition=condition,
-            severity=Severity.HIGH,
-            should_escalate=False,
-            reason="never reached",
-            recommendation="never reached",
-        ),
-        *rules.DEFAULT_RULES,
-    )
-
-
 def test_an_unexpected_rule_exception_retries_with_back_off_then_fails(config, conn):
     settings = dataclasses.replace(
         config, max_attempts=3, retry_base_seconds=10.0, retry_max_seconds=60.0
     )
     event_id = _insert(conn, "boom")
     bystander = _insert(conn, "user_signup")
-    table = _rule_table(_raises(_Flaky("upstream hiccup")))
+    table = table_with_a_rule_that_runs(_raises(_Flaky("upstream hiccup")))
     with _closing(Worker(settings, rule_table=table)) as worker:
         for attempt in (1, 2):
             assert worker.run_once() >= 1
@@ -225,7 +184,7 @@ def test_an_unexpected_rule_exception_retries_with_back_off_then_fails(config, c
 
 def test_a_rule_error_fails_the_event_at_once(config, conn):
     event_id = _insert(conn, "boom")
-    table = _rule_table(_raises(rules.RuleError("payload.amount must be a finite number")))
+    table = table_with_a_rule_that_runs(_raises(rules.RuleError("payload.amount must be a finite number")))
     with _closing(Worker(config, rule_table=table)) as worker:
         assert worker.run_once() == 1
         assert worker.run_once() == 0
@@ -271,8 +230,8 @@ def test_two_workers_share_the_queue_without_double_processing(config, conn):
     workers = [Worker(settings) for _ in range(2)]
     with contextlib.ExitStack() as stack:
         for worker in workers:
-            stack.enter_context(_running(worker))
-        done = _wait_for(
+            stack.enter_context(running(worker, until_listening=True))
+        done = poll_until(
             lambda: (
                 conn.execute(
                     "SELECT count(*) AS n FROM events WHERE status = 'completed'"
