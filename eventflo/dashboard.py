@@ -320,6 +320,9 @@ def replay() -> Any:
 
 # -- signing in with a key ---------------------------------------------------------------
 
+# The sign-in cookie's attributes, alike when it is set and when it is deleted (Secure aside).
+_COOKIE_ATTRIBUTES: dict[str, Any] = {"path": "/", "httponly": True, "samesite": "Strict"}
+
 
 @blp.get("/dashboard/login")
 @auth.public
@@ -361,12 +364,7 @@ def login() -> Any:
     )
     response = flask.redirect(flask.url_for("dashboard.page"), 303)
     response.set_cookie(
-        auth.COOKIE,
-        presented,
-        httponly=True,
-        samesite="Strict",
-        secure=served_over_https(flask.request),
-        path="/",
+        auth.COOKIE, presented, secure=served_over_https(flask.request), **_COOKIE_ATTRIBUTES
     )
     return response
 
@@ -378,7 +376,7 @@ def logout() -> Any:
     if started_elsewhere(flask.request):
         return _login_page("Sign-out refused: the form was sent from another site.", 403)
     response = flask.redirect(flask.url_for("dashboard.login_form"), 303)
-    response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="Strict")
+    response.delete_cookie(auth.COOKIE, **_COOKIE_ATTRIBUTES)
     return response
 
 
@@ -429,7 +427,7 @@ def _refused(error: EventFloError) -> Any:
     if remembered and error.status == 401 and "Authorization" not in flask.request.headers:
         # The remembered key stopped working (revoked): forget it, and say why.
         response = flask.make_response(_login_page(error.detail, 401))
-        response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="Strict")
+        response.delete_cookie(auth.COOKIE, **_COOKIE_ATTRIBUTES)
         return response
     if error.status == 403:
         return _login_page(error.detail, 403)

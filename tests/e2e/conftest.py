@@ -381,6 +381,16 @@ def wsgi_api(children: Children) -> Iterator[Api]:
         started.session.close()
 
 
+def eventflo(env: dict[str, str], *args: str) -> str:
+    """Run the ``eventflo`` command as a user would, in ``env``; its stdout (it must exit 0)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "eventflo", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def make_api_key(database_url: str, *, scope: str, name: str) -> str:
     """A new key in that database, as `eventflo keys create` makes it (same function)."""
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import requests
 
-from tests.e2e.conftest import ROOT, free_port, start_worker, wait_for
+from tests.e2e.conftest import eventflo, free_port, start_worker, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def eventflo(child_env: dict[str, str], *args: str) -> str:
-    """Run the CLI as a user would; its stdout."""
-    result = subprocess.run(
-        [sys.executable, "-m", "eventflo", *args],
-        cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_a_key_from_the_cli_opens_the_api_and_revoking_it_closes_it(children, child_env):

@@ -14,8 +14,6 @@ import pathlib
 import re
 import shutil
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from tests.e2e.conftest import (
     Api,
+    eventflo,
     make_api_key,
     start_worker,
     status_counts,
@@ -288,12 +287,8 @@ def test_a_read_key_sees_the_dashboard_but_cannot_replay_and_revoking_it_signs_o
     assert "efk_" not in page.evaluate("document.cookie")
 
     # Revoked: the next refresh finds out and the browser is back at the sign-in form.
-    result = subprocess.run(
-        [sys.executable, "-m", "eventflo", "keys", "revoke", read_key[:12]],
-        env={**os.environ, "EVENTFLO_DATABASE_URL": api.database_url},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    cli_env = {**os.environ, "EVENTFLO_DATABASE_URL": api.database_url}
+    eventflo(cli_env, "keys", "revoke", read_key[:12])
     expect(page.locator("#login-message")).to_contain_text("has been revoked", timeout=REFRESHED)
     expect(page.get_by_role("heading", name="Sign in with an API key")).to_be_visible()
 
