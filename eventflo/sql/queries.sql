@@ -67,6 +67,14 @@ WHERE (%(status)s::event_status IS NULL OR status = %(status)s::event_status)
 ORDER BY id DESC
 LIMIT %(limit)s;
 
+-- name: begin
+-- Start a transaction by hand where psycopg's transaction() would cost round trips (queue.pipelined_transaction).
+BEGIN;
+
+-- name: commit
+-- End the transaction queue.pipelined_transaction began.
+COMMIT;
+
 -- name: claim_events
 -- Lease a batch of due queued events to one worker and count the attempt.
 WITH due AS MATERIALIZED (

@@ -319,6 +319,40 @@ def test_completion_writes_status_result_and_history_in_one_go(database_url, con
     ]
 
 
+@pytest.fixture
+def results_refused(conn):
+    """The database refuses every result row, after the completion has already run."""
+    conn.execute(
+        "CREATE FUNCTION refuse_results() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'results are refused'; END $$;"
+        " CREATE TRIGGER refuse_results BEFORE INSERT ON event_processing_results"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_results()"
+    )
+    yield
+    conn.execute("DROP TRIGGER refuse_results ON event_processing_results")
+    conn.execute("DROP FUNCTION refuse_results()")
+
+
+def test_an_outcome_that_fails_midway_writes_nothing_and_leaves_the_connection_usable(
+    conn, results_refused
+):
+    event_id = _insert(conn, "payment_failed", {"amount": 1500})
+    claimed = _claim(conn)
+
+    with pytest.raises(psycopg.errors.RaiseException, match="results are refused"):
+        _complete(conn, claimed)
+
+    # The completion ran before the refused insert; the whole transaction is gone.
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    row = _row(conn, event_id)
+    assert (row["status"], row["locked_by"], row["completed_at"]) == ("processing", "worker-a", None)
+    assert _results(conn, event_id) == []
+    assert _history(conn, event_id) == []
+    # Still held, so a later outcome (here a failure) lands normally on the same connection.
+    assert _fail(conn, claimed, permanent=True) == (0, 1)
+    assert _row(conn, event_id)["status"] == "failed"
+
+
 def test_a_rule_error_fails_the_event_at_once(conn):
     event_id = _insert(conn)
     claimed = _claim(conn)
