@@ -131,6 +131,8 @@ class Environment:
     cpu_count: int | None
     scratch_database: str
     kept: bool
+    # Whether each timed run starts right after a CHECKPOINT (Bench.checkpoint).
+    checkpoint_before_runs: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +240,7 @@ class Bench:
         self.progress = progress
         self._admin = admin
         self._api_key: str | None = None
+        self.may_checkpoint = True  # until the server says otherwise
 
     @property
     def api_key(self) -> str:
@@ -255,6 +258,26 @@ class Bench:
             row_factory=dict_row,
             application_name=f"eventflo-bench {purpose}",
         )
+
+    def checkpoint(self, conn: Connection) -> None:
+        """Checkpoint after a run's setup, so the run does not pay for the setup's writes.
+
+        A setup writes up to a million rows (the growth mode's history): enough
+        WAL to trigger a checkpoint, which then flushes the setup's pages in
+        the middle of the timed run that follows and makes it slower by chance.
+        CHECKPOINT needs superuser or the pg_checkpoint role; without either,
+        the runs go on and the report says they started without one.
+        """
+        if not self.may_checkpoint:
+            return
+        try:
+            conn.execute(QUERIES["checkpoint"])
+        except psycopg.errors.InsufficientPrivilege:
+            self.may_checkpoint = False
+            self.progress(
+                f"note: role {conn.info.user!r} may not CHECKPOINT (GRANT pg_checkpoint TO"
+                f" {conn.info.user}); a checkpoint triggered by a run's setup may slow that run"
+            )
 
     def commits(self, timeout: float = 30.0) -> int:
         """Transactions committed in the scratch database, counted once no session is attached.
@@ -382,6 +405,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 def _environment(bench: Bench) -> Environment:
     with bench.connect("setup") as conn:
         conn.execute(QUERIES["create_payload_functions"])
+        bench.checkpoint(conn)  # also finds out whether the role may
         server = conn.execute(QUERIES["server_settings"]).fetchone()
         payload = conn.execute(QUERIES["payload_bytes"]).fetchone()
     assert server is not None and payload is not None
@@ -393,6 +417,7 @@ def _environment(bench: Bench) -> Environment:
         cpu_count=os.cpu_count(),
         scratch_database=bench.database,
         kept=bench.settings.keep,
+        checkpoint_before_runs=bench.may_checkpoint,
     )
 
 

@@ -58,6 +58,7 @@ def drain_once(bench: Bench, *, clear: str) -> Sample:
         conn.execute(QUERIES[clear])
         conn.execute(QUERIES["insert_queued_events"], {"events": events})
         conn.execute(QUERIES["vacuum_events"])
+        bench.checkpoint(conn)
     commits_before = bench.commits()
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()

@@ -54,6 +54,7 @@ def floor_once(bench: Bench) -> Sample:
         conn.execute(QUERIES["truncate_floor"])
         conn.execute(QUERIES["insert_floor_jobs"], {"events": settings.events})
         conn.execute(QUERIES["vacuum_floor"])
+        bench.checkpoint(conn)
     commits_before = bench.commits()
     # spawn: never fork a process that holds connections (the bench's admin one).
     context = multiprocessing.get_context("spawn")

@@ -94,6 +94,7 @@ def held_once(bench: Bench, window: float) -> Sample:
         conn.execute(QUERIES["truncate_events"])
         conn.execute(QUERIES["insert_queued_events"], {"events": 2 * top_up})
         conn.execute(QUERIES["vacuum_events"])
+        bench.checkpoint(conn)
         attempts_before = attempts_high_water(conn)
     with (
         tempfile.TemporaryFile() as log,

@@ -9,7 +9,8 @@ The JSON document::
                    "clients": C or null, "ingest_requests": N or null},
       "environment": {"server_version": "...", "fsync": "on", "synchronous_commit": "on",
                       "payload_bytes": 52, "cpu_count": 2,
-                      "scratch_database": "...", "kept": false},
+                      "scratch_database": "...", "kept": false,
+                      "checkpoint_before_runs": true},
       "modes": {"drain": {"error": null,
                           "figures": {"events_per_s": {"label": "...", "unit": "events/s",
                                                        "median": ..., "min": ..., "max": ...,
@@ -50,6 +51,7 @@ def to_json(report: Report) -> dict[str, Any]:
             "cpu_count": environment.cpu_count,
             "scratch_database": environment.scratch_database,
             "kept": environment.kept,
+            "checkpoint_before_runs": environment.checkpoint_before_runs,
         },
         "modes": {
             result.mode: {
@@ -102,7 +104,12 @@ def render(report: Report) -> str:
         f"eventflo bench: {runs}",
         "settings  " + " · ".join(what),
         f"server    PostgreSQL {environment.server_version} · fsync={environment.fsync}"
-        f" · synchronous_commit={environment.synchronous_commit}",
+        f" · synchronous_commit={environment.synchronous_commit}"
+        + (
+            " · CHECKPOINT before each timed run"
+            if environment.checkpoint_before_runs
+            else " · no CHECKPOINT before runs (role lacks pg_checkpoint)"
+        ),
         f"client    {environment.cpu_count or '?'} CPUs",
         "",
     ]

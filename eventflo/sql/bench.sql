@@ -30,6 +30,10 @@ SELECT current_setting('server_version') AS server_version,
        current_setting('fsync') AS fsync,
        current_setting('synchronous_commit') AS synchronous_commit;
 
+-- name: checkpoint
+-- Write out the setup's dirty pages now, so the checkpoint they would trigger does not land in a timed run.
+CHECKPOINT;
+
 -- name: create_payload_functions
 -- The generated events: a mix of the default rules' event types with small JSON payloads.
 CREATE FUNCTION bench_event_type(i bigint) RETURNS text

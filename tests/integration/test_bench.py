@@ -8,6 +8,7 @@ assertions: the bench measures speed, the tests prove it measures correctly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -95,6 +96,8 @@ def test_every_mode_processes_each_event_once_and_cleans_up(pg_server, database_
     assert environment["payload_bytes"] > 0
     assert environment["cpu_count"] >= 1
     assert environment["kept"] is False
+    # The test server's role is a superuser: each timed run starts after a CHECKPOINT.
+    assert environment["checkpoint_before_runs"] is True
     for mode in ("drain", "floor"):
         assert report["modes"][mode]["error"] is None
         figures = report["modes"][mode]["figures"]
@@ -306,24 +309,45 @@ def test_without_a_database_url_it_says_how_to_set_one():
     assert "EVENTFLO_DATABASE_URL is not set" in result.output
 
 
-def test_a_role_without_createdb_gets_a_clear_error(pg_server, database_url):
-    role, password = f"bench_nocreatedb_{secrets.token_hex(4)}", secrets.token_hex(8)
+@contextlib.contextmanager
+def _role(pg_server: str, database_url: str, prefix: str, attributes: str):
+    """A login role made for one test, and the configured URL as that role; dropped afterwards."""
+    role, password = f"{prefix}_{secrets.token_hex(4)}", secrets.token_hex(8)
     with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB PASSWORD {}").format(
+            sql.SQL("CREATE ROLE {} LOGIN " + attributes + " PASSWORD {}").format(
                 sql.Identifier(role), sql.Literal(password)
             )
         )
     try:
         parts = urllib.parse.urlsplit(database_url)
-        url = urllib.parse.urlunsplit(
+        yield role, urllib.parse.urlunsplit(
             parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}")
         )
+    finally:
+        with psycopg.connect(pg_server, autocommit=True, row_factory=dict_row) as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_a_role_without_createdb_gets_a_clear_error(pg_server, database_url):
+    with _role(pg_server, database_url, "bench_nocreatedb", "NOCREATEDB") as (role, url):
         result = _bench(url, "drain", *SMALL)
 
         assert result.exit_code == 1, result.output
         assert "Traceback" not in result.output
         assert f"ALTER ROLE {role} CREATEDB" in result.output
-    finally:
-        with psycopg.connect(pg_server, autocommit=True, row_factory=dict_row) as admin:
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_a_role_that_may_not_checkpoint_still_runs_and_says_so(pg_server, database_url):
+    with _role(pg_server, database_url, "bench_nocheckpoint", "CREATEDB NOSUPERUSER") as (
+        role,
+        url,
+    ):
+        result = _bench(url, "drain", *SMALL, "--json")
+
+        assert result.exit_code == 0, result.output
+        report = _report(result)
+        assert report["ok"] is True
+        assert report["environment"]["checkpoint_before_runs"] is False
+        assert f"GRANT pg_checkpoint TO {role}" in result.stderr
+        assert _scratch_databases(pg_server, url) == []
