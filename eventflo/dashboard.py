@@ -276,6 +276,13 @@ def index() -> Any:
     return flask.redirect(flask.url_for("dashboard.page"))
 
 
+@blp.get("/favicon.ico")
+@auth.public
+def favicon() -> Any:
+    """Browsers ask for /favicon.ico on pages that name no icon (Swagger UI's /docs): no 404 in the logs."""
+    return flask.redirect(flask.url_for("dashboard.static", filename="favicon.svg"), code=301)
+
+
 @blp.get("/dashboard")
 @auth.requires("read")
 def page() -> Any:

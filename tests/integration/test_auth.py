@@ -59,6 +59,7 @@ EXPECTED_SCOPES = {
     "dashboard.live": "read",
     "dashboard.replay": "admin",
     "dashboard.index": auth.PUBLIC,
+    "dashboard.favicon": auth.PUBLIC,
     "dashboard.login_form": auth.PUBLIC,
     "dashboard.login": auth.PUBLIC,
     "dashboard.logout": auth.PUBLIC,
@@ -210,6 +211,14 @@ def test_the_replay_still_needs_its_header_with_an_admin_key(client, key_of, fai
 )
 def test_probes_metrics_and_docs_need_no_key(client, path):
     assert client.get(path).status_code == 200
+
+
+def test_the_favicon_is_there_for_browsers_without_a_key(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    with client.get(response.location) as icon:
+        assert icon.status_code == 200
+        assert icon.mimetype == "image/svg+xml"
 
 
 def test_unknown_routes_and_methods_keep_their_404_and_405(client):
