@@ -279,7 +279,7 @@ def index() -> Any:
 @blp.get("/favicon.ico")
 @auth.public
 def favicon() -> Any:
-    """Browsers ask for /favicon.ico on pages that name no icon (Swagger UI's /docs): no 404 in the logs."""
+    """Browsers ask for it on pages that name no icon (Swagger UI's /docs): no 404 in the logs."""
     return flask.redirect(flask.url_for("dashboard.static", filename="favicon.svg"), code=301)
 
 

@@ -199,7 +199,9 @@ def pipelined_transaction(conn: psycopg.Connection[Row]) -> Iterator[None]:
     BEGIN, before COMMIT and after it: three round trips more per transaction.
     Here BEGIN goes out with the first statement whose answer is fetched, and
     COMMIT with everything after the last one. On any error the transaction
-    is rolled back (the connection is autocommit, so nothing else would).
+    is rolled back (the connection is autocommit, so nothing else would); a
+    connection too broken to roll back has nothing left to keep, and the
+    original error is the one raised.
     """
     try:
         with conn.pipeline():
@@ -208,7 +210,8 @@ def pipelined_transaction(conn: psycopg.Connection[Row]) -> Iterator[None]:
             conn.execute(QUERIES["commit"])
     except BaseException:
         if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-            conn.rollback()
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
         raise
 
 

@@ -1,10 +1,14 @@
 """Real signals on real worker processes: SIGKILL loses nothing, SIGTERM is graceful (exit 0).
 
 To catch a real worker *while it holds claims* without racing it, the test
-holds an EXCLUSIVE lock on ``event_processing_results``. The worker's claim
-(an UPDATE of ``events``) commits as usual, but the statement that writes the
-results needs that table, so the worker waits there holding committed leases,
-for as long as the test wants, until the test releases the lock.
+makes the worker's outcome transaction wait on a lock the test holds. The
+claim (an UPDATE of ``events``) commits as usual, then the worker waits there
+holding committed leases, for as long as the test wants. Where it waits
+decides what a kill leaves behind: the completion statement (which records
+the attempts) goes out with BEGIN alone, so a worker held there has not sent
+its COMMIT yet (``before_commit``); the results follow in the same round trip
+as the COMMIT (queue.pipelined_transaction), so a worker held on
+``event_processing_results`` has already handed the server its whole outcome.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.e2e.conftest import (
     Api,
@@ -38,14 +43,42 @@ Conn = psycopg.Connection[dict[str, Any]]
 
 
 @contextlib.contextmanager
-def results_locked(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """Hold the results table so a worker's final write waits; released on rollback or exit."""
+def table_locked(database_url: str, table: str) -> Iterator[psycopg.Connection[Any]]:
+    """Hold ``table`` so a worker's outcome transaction waits on it; released on exit."""
     with psycopg.connect(database_url) as blocker:
-        blocker.execute("LOCK TABLE event_processing_results IN EXCLUSIVE MODE")
+        blocker.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(table)))
         try:
             yield blocker
         finally:
             blocker.rollback()
+
+
+HOLD_ATTEMPTS_KEY = 4_242_001  # the advisory lock the trigger below waits for
+
+
+@contextlib.contextmanager
+def before_commit(database_url: str) -> Iterator[None]:
+    """Workers wait inside their completion statement, before their COMMIT has left the process.
+
+    A row trigger on ``event_attempts`` waits for an advisory lock the test
+    holds. The completion writes attempt rows; a rescue with nothing to
+    rescue writes none, so it does not wait (a table lock would stop it, and
+    with it the worker's first claim). Trigger and lock go on exit.
+    """
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(
+            "CREATE FUNCTION hold_attempts() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN PERFORM pg_advisory_xact_lock_shared({HOLD_ATTEMPTS_KEY}); RETURN NEW; END $$;"
+            " CREATE TRIGGER hold_attempts BEFORE INSERT ON event_attempts"
+            " FOR EACH ROW EXECUTE FUNCTION hold_attempts()"
+        )
+        admin.execute("SELECT pg_advisory_lock(%s)", [HOLD_ATTEMPTS_KEY])
+        try:
+            yield
+        finally:
+            admin.execute("SELECT pg_advisory_unlock(%s)", [HOLD_ATTEMPTS_KEY])
+            admin.execute("DROP TRIGGER hold_attempts ON event_attempts")
+            admin.execute("DROP FUNCTION hold_attempts()")
 
 
 def wait_holding_claims(conn: Conn, count: int, workers: int = 1) -> list[str]:
@@ -98,7 +131,7 @@ def test_sigkill_worker_holding_claims_loses_nothing(children, conn, database_ur
     total = 200
     insert_bulk(conn, total)
 
-    with results_locked(database_url):
+    with before_commit(database_url):
         victim = start_worker(children, EVENTFLO_BATCH_SIZE="500", EVENTFLO_LEASE_SECONDS="3")
         (victim_id,) = wait_holding_claims(conn, total)
         assert f":{victim.pid}:" in victim_id, (
@@ -140,9 +173,50 @@ def test_sigkill_worker_holding_claims_loses_nothing(children, conn, database_ur
         assert any(pid in completed["worker_id"] for pid in rescuer_pids), completed
 
 
+def wait_asleep(pid: int) -> None:
+    """Until process ``pid`` sleeps: a worker only does once it has sent all it had and waits."""
+
+    def state() -> str:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+
+    wait_for(lambda: state() == "S", timeout=10, what=lambda: f"pid {pid} to sleep ({state()})")
+
+
+def test_a_worker_killed_after_sending_its_outcome_still_completes_it_whole(
+    children, conn, database_url
+):
+    total = 100
+    insert_bulk(conn, total)
+
+    with table_locked(database_url, "event_processing_results"):
+        victim = start_worker(children, EVENTFLO_BATCH_SIZE="500", EVENTFLO_LEASE_SECONDS="30")
+        (victim_id,) = wait_holding_claims(conn, total)
+        # Its results wait on the lock, and behind them its COMMIT is already sent.
+        wait_asleep(victim.pid)
+        victim.send(signal.SIGKILL)
+        assert victim.wait_exit(10) == -signal.SIGKILL
+        assert status_counts(conn) == {"processing": total}
+
+    # The server finishes the transaction it was handed: all of it, never a part.
+    wait_worker_sessions_gone(conn)
+    rows = conn.execute(
+        "SELECT e.status::text, e.attempts,"
+        " (SELECT count(*) FROM event_processing_results r WHERE r.event_id = e.id) AS results"
+        " FROM events e"
+    ).fetchall()
+    assert {(r["status"], r["attempts"], r["results"]) for r in rows} == {("completed", 1, 1)}
+    history = attempts_by_event(conn)
+    assert len(history) == total
+    assert all(
+        [(a["worker_id"], a["outcome"]) for a in h] == [(victim_id, "completed")]
+        for h in history.values()
+    )
+
+
 def test_sigterm_worker_finishes_the_batch_in_hand_and_exits_zero(children, conn, database_url):
     insert_bulk(conn, 100)
-    with results_locked(database_url):
+    with before_commit(database_url):
         worker = start_worker(children, EVENTFLO_BATCH_SIZE="500", EVENTFLO_LEASE_SECONDS="30")
         (worker_id,) = wait_holding_claims(conn, 100)
         worker.send(signal.SIGTERM)
@@ -172,7 +246,7 @@ def test_sigterm_supervisor_stops_every_worker_process_with_status_zero(
     children, conn, database_url
 ):
     insert_bulk(conn, 200)
-    with results_locked(database_url):
+    with before_commit(database_url):
         supervisor = start_worker(
             children, processes=2, EVENTFLO_BATCH_SIZE="50", EVENTFLO_LEASE_SECONDS="30"
         )

@@ -28,7 +28,7 @@ from tests.e2e.conftest import (
     wait_for,
     wait_worker_sessions_gone,
 )
-from tests.e2e.test_crash import attempts_by_event, results_locked, wait_holding_claims
+from tests.e2e.test_crash import attempts_by_event, before_commit, wait_holding_claims
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +60,7 @@ def test_sigkilled_workers_claims_are_released_through_the_registry_before_the_l
     total = 100
     insert_bulk(conn, total)
 
-    with results_locked(database_url):
+    with before_commit(database_url):
         victim = start_worker(children, EVENTFLO_BATCH_SIZE="500", **REGISTRY)
         (victim_id,) = wait_holding_claims(conn, total)
         assert f":{victim.pid}:" in victim_id

@@ -321,9 +321,8 @@ def _role(pg_server: str, database_url: str, prefix: str, attributes: str):
         )
     try:
         parts = urllib.parse.urlsplit(database_url)
-        yield role, urllib.parse.urlunsplit(
-            parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}")
-        )
+        netloc = f"{role}:{password}@{parts.hostname}:{parts.port}"
+        yield role, urllib.parse.urlunsplit(parts._replace(netloc=netloc))
     finally:
         with psycopg.connect(pg_server, autocommit=True, row_factory=dict_row) as admin:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
