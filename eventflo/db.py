@@ -13,6 +13,27 @@ from eventflo import errors
 from eventflo.config import Config
 
 
+class ReconnectBackoff:
+    """Doubling waits between attempts to reach the database, from ``first`` up to ``cap`` seconds.
+
+    Reset by a success, so the next outage starts short again; without it,
+    a process that lost the database would hammer it while it restarts.
+    """
+
+    def __init__(self, *, first: float, cap: float) -> None:
+        self._first = first
+        self._cap = cap
+        self.current = 0.0  # the last wait; 0 while the database answers
+
+    def failed(self) -> float:
+        """Another attempt failed: the wait before the next one."""
+        self.current = min(self._cap, max(self._first, self.current * 2))
+        return self.current
+
+    def succeeded(self) -> None:
+        self.current = 0.0
+
+
 def connection_kwargs(config: Config, application_name: str) -> dict[str, object]:
     """Settings every EventFlo connection carries.
 

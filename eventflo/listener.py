@@ -21,8 +21,6 @@ log = logging.getLogger(__name__)
 QUEUED_CHANNEL = "eventflo_queued"
 FINISHED_CHANNEL = "eventflo_finished"
 
-_RECONNECT_BACKOFF_MAX = 5.0
-
 
 class Listener:
     """One dedicated autocommit connection LISTENing on one channel."""
@@ -32,7 +30,7 @@ class Listener:
         self._channel = channel
         self._application_name = application_name
         self._conn: psycopg.Connection[dict[str, object]] | None = None
-        self._backoff = 0.0
+        self._backoff = db.ReconnectBackoff(first=0.1, cap=5.0)
 
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` s; True when the caller should look for work (a NOTIFY or a reconnect)."""
@@ -48,8 +46,8 @@ class Listener:
             return self._reconnect(timeout)
 
     def _reconnect(self, timeout: float) -> bool:
-        if self._backoff:
-            time.sleep(min(self._backoff, timeout))
+        if self._backoff.current:
+            time.sleep(min(self._backoff.current, timeout))
         conn: psycopg.Connection[dict[str, object]] | None = None
         try:
             conn = db.connect(self._config, self._application_name)
@@ -57,14 +55,14 @@ class Listener:
         except psycopg.OperationalError as exc:
             if conn is not None:
                 conn.close()  # connected, but LISTEN failed: do not leak the connection
-            self._backoff = min(_RECONNECT_BACKOFF_MAX, max(0.1, self._backoff * 2))
+            wait = self._backoff.failed()
             log.warning("listener on %s cannot connect (retrying in %.1f s): %s",
-                        self._channel, self._backoff, exc)
+                        self._channel, wait, exc)
             return True  # still look for work: polling is the fallback
         self._conn = conn
-        if self._backoff:
+        if self._backoff.current:
             log.info("listener on %s reconnected", self._channel)
-        self._backoff = 0.0
+        self._backoff.succeeded()
         return True
 
     def connect(self) -> None:

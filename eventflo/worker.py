@@ -28,8 +28,6 @@ from eventflo.listener import QUEUED_CHANNEL, Listener
 
 log = logging.getLogger(__name__)
 
-_RECONNECT_BACKOFF_MAX = 10.0
-
 
 def new_worker_id() -> str:
     """Unique per process, not per host: containers reuse host names and pids.
@@ -80,7 +78,7 @@ class Worker:
         self._poll_at: float | None = None  # when an idle wait ends with a poll
         self._registered = False
         self._claim_floor = queue.ClaimFloor()
-        self._reconnect_backoff = 0.0
+        self._reconnect = db.ReconnectBackoff(first=0.2, cap=10.0)
         self.completed = 0
         self.failed = 0  # attempts that ended failed or retried
 
@@ -365,15 +363,14 @@ class Worker:
     def _connection(self) -> psycopg.Connection[dict[str, object]]:
         if self._conn is None or self._conn.closed:
             self._conn = db.connect(self.config, f"eventflo-worker {self.worker_id}")
-            self._reconnect_backoff = 0.0
+            self._reconnect.succeeded()
         return self._conn
 
     def _lost_connection(self, exc: Exception) -> None:
         """Back off (with jitter), then the next loop reconnects; claims in hand expire and are rescued."""
         self._close()
         self._poll_at = None  # after the reconnect, look for work at once
-        self._reconnect_backoff = min(_RECONNECT_BACKOFF_MAX, max(0.2, self._reconnect_backoff * 2))
-        delay = self._reconnect_backoff * self._rng.uniform(0.5, 1.0)
+        delay = self._reconnect.failed() * self._rng.uniform(0.5, 1.0)
         log.warning(
             "database unavailable (%s); retrying in %.1f s", exc, delay, extra={"worker_id": self.worker_id}
         )
