@@ -38,8 +38,9 @@ def connection_kwargs(config: Config, application_name: str) -> dict[str, object
     """Settings every EventFlo connection carries.
 
     Autocommit, so a transaction exists only inside an explicit
-    ``conn.transaction()`` block; both timeouts keep a stuck or abandoned
-    session from pinning the vacuum horizon of the hot table.
+    ``conn.transaction()`` block or queue.pipelined_transaction; both timeouts
+    keep a stuck or abandoned session from pinning the vacuum horizon of the
+    hot table.
     """
     statement_ms = int(config.statement_timeout * 1000)
     # A partitioned network drops packets instead of refusing them; without

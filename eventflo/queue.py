@@ -1,6 +1,8 @@
 """Queue semantics on the events table: claim, complete, fail or retry, rescue, replay.
 
-Every function takes the connection first so the caller owns the transaction.
+Every function takes the connection first. Each runs on an autocommit
+connection and makes its own transaction where it needs one; ``finish``
+refuses a connection already inside a transaction (see pipelined_transaction).
 """
 
 from __future__ import annotations
@@ -202,7 +204,15 @@ def pipelined_transaction(conn: psycopg.Connection[Row]) -> Iterator[None]:
     is rolled back (the connection is autocommit, so nothing else would); a
     connection too broken to roll back has nothing left to keep, and the
     original error is the one raised.
+
+    Only on an autocommit connection outside any transaction: inside a
+    caller's transaction the COMMIT would commit the caller's work too, and
+    the rollback would throw it away.
     """
+    if not conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
+        raise psycopg.ProgrammingError(
+            "pipelined_transaction needs an autocommit connection outside any transaction"
+        )
     try:
         with conn.pipeline():
             conn.execute(QUERIES["begin"])
