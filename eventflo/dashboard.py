@@ -280,7 +280,7 @@ def index() -> Any:
 @auth.public
 def favicon() -> Any:
     """Browsers ask for it on pages that name no icon (Swagger UI's /docs): no 404 in the logs."""
-    return flask.redirect(flask.url_for("dashboard.static", filename="favicon.svg"), code=301)
+    return flask.redirect(flask.url_for("dashboard.static", filename="favicon.svg"))
 
 
 @blp.get("/dashboard")

@@ -131,7 +131,8 @@ class Environment:
     cpu_count: int | None
     scratch_database: str
     kept: bool
-    # Whether each timed run starts right after a CHECKPOINT (Bench.checkpoint).
+    # Whether each timed drain (drain, floor, growth, held-xmin) starts right
+    # after a CHECKPOINT (Bench.checkpoint).
     checkpoint_before_runs: bool
 
 

@@ -106,7 +106,7 @@ def render(report: Report) -> str:
         f"server    PostgreSQL {environment.server_version} · fsync={environment.fsync}"
         f" · synchronous_commit={environment.synchronous_commit}"
         + (
-            " · CHECKPOINT before each timed run"
+            " · CHECKPOINT before each timed drain"
             if environment.checkpoint_before_runs
             else " · no CHECKPOINT before runs (role lacks pg_checkpoint)"
         ),

@@ -215,7 +215,7 @@ def test_probes_metrics_and_docs_need_no_key(client, path):
 
 def test_the_favicon_is_there_for_browsers_without_a_key(client):
     response = client.get("/favicon.ico")
-    assert response.status_code == 301
+    assert response.status_code == 302
     with client.get(response.location) as icon:
         assert icon.status_code == 200
         assert icon.mimetype == "image/svg+xml"

@@ -69,6 +69,15 @@ def _assert_figure(figure: dict) -> None:
     assert len(figure["runs"]) == 1
 
 
+def _may_checkpoint(database_url: str) -> bool:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT rolsuper OR pg_has_role(current_user, 'pg_checkpoint', 'MEMBER')"
+            " FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def test_every_mode_processes_each_event_once_and_cleans_up(pg_server, database_url):
     result = _bench(
         database_url, "drain", "floor", "growth", *SMALL, "--growth-rows", "5000", "--json"
@@ -96,8 +105,8 @@ def test_every_mode_processes_each_event_once_and_cleans_up(pg_server, database_
     assert environment["payload_bytes"] > 0
     assert environment["cpu_count"] >= 1
     assert environment["kept"] is False
-    # The test server's role is a superuser: each timed run starts after a CHECKPOINT.
-    assert environment["checkpoint_before_runs"] is True
+    # Each timed run starts after a CHECKPOINT when the role may take one.
+    assert environment["checkpoint_before_runs"] is _may_checkpoint(database_url)
     for mode in ("drain", "floor"):
         assert report["modes"][mode]["error"] is None
         figures = report["modes"][mode]["figures"]
