@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 
 from eventflo import events, queue, rules
 from eventflo.sql import QUERIES
-from tests.integration.worker_harness import poll_until
+from tests.integration.worker_harness import outcome_in_flight
 
 LEASE = 30.0
 
@@ -103,15 +103,6 @@ def _fail(conn, claimed, *, worker_id="worker-a", permanent, max_attempts=5, bac
 
 def _rescue(conn, max_attempts=5, worker_timeout=30.0):
     return queue.rescue_expired(conn, max_attempts=max_attempts, worker_timeout=worker_timeout)
-
-
-def _waiting_on_a_lock(observer, conn):
-    """Whether ``conn``'s server process waits on a lock, as ``observer`` sees it."""
-    row = observer.execute(
-        "SELECT wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE pid = %s",
-        [conn.info.backend_pid],
-    ).fetchone()
-    return bool(row and row["waiting"])
 
 
 def _expire_leases(conn):
@@ -368,10 +359,10 @@ def test_an_outcome_is_never_written_inside_a_callers_transaction(conn):
     event_id = _insert(conn)
     claimed = _claim(conn)
 
-    with pytest.raises(psycopg.ProgrammingError, match="outside any transaction"):
-        with conn.transaction():
-            conn.execute("UPDATE events SET source = 'caller' WHERE id = %s", [event_id])
-            _complete(conn, claimed)
+    refused = pytest.raises(psycopg.ProgrammingError, match="outside any transaction")
+    with refused, conn.transaction():
+        conn.execute("UPDATE events SET source = 'caller' WHERE id = %s", [event_id])
+        _complete(conn, claimed)
 
     # Neither the caller's write nor the outcome landed; the event is still held.
     row = _row(conn, event_id)
@@ -515,17 +506,13 @@ def test_rescue_fails_an_event_that_is_out_of_attempts(conn):
 def test_rescue_never_touches_an_event_that_has_just_completed(database_url, conn):
     event_id = _insert(conn)
     claimed = _claim(conn, "worker-a", lease_seconds=-1)  # a lease that has already run out
-    with _connect(database_url) as rescuer, _connect(database_url) as blocker:
-        # The slow worker's outcome is in flight: its completion has run (the
-        # row is locked) and its results wait on a lock the test holds.
-        blocker.execute("BEGIN")
-        blocker.execute("LOCK TABLE event_processing_results IN EXCLUSIVE MODE")
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            completing = pool.submit(_complete, conn, claimed, "worker-a")
-            assert poll_until(lambda: _waiting_on_a_lock(rescuer, conn), timeout=10)
+    with _connect(database_url) as rescuer:
+        # The slow worker's outcome is in flight (its row locked) when rescue runs.
+        with outcome_in_flight(
+            database_url, conn, lambda: _complete(conn, claimed, "worker-a")
+        ) as completing:
             assert _rescue(rescuer) == []
-            blocker.execute("ROLLBACK")
-            assert completing.result(timeout=10) == (1, 0)
+        assert completing.result(timeout=10) == (1, 0)
         # Committed: the event is completed and there is nothing to rescue.
         assert _rescue(rescuer) == []
     row = _row(conn, event_id)

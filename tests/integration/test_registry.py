@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from eventflo import events, queue, registry, rules
 from eventflo.worker import Worker
 from tests import tcp_proxy
-from tests.integration.worker_harness import poll_until, running
+from tests.integration.worker_harness import outcome_in_flight, poll_until, running
 
 LONG_LEASE = 300.0
 TIMEOUT = 30.0
@@ -308,17 +308,20 @@ def test_rescue_never_touches_a_gone_workers_event_that_has_just_completed(datab
     with psycopg.connect(
         database_url, autocommit=True, row_factory=dict_row, options="-c lock_timeout=5s"
     ) as rescuer:
-        with conn.transaction():
-            finished = queue.finish(
+        with outcome_in_flight(
+            database_url,
+            conn,
+            lambda: queue.finish(
                 conn,
                 worker_id="worker-a",
                 verdicts=verdicts,
                 failures=[],
                 max_attempts=5,
                 backoffs=[],
-            )
-            assert finished.completed == [event_id]
+            ),
+        ) as finishing:
             assert _rescue(rescuer) == []  # the row is locked: skipped, not waited for
+        assert finishing.result(timeout=10).completed == [event_id]
         assert _rescue(rescuer) == []  # committed: completed, nothing to release
     event = conn.execute("SELECT status FROM events WHERE id = %s", [event_id]).fetchone()
     assert event["status"] == "completed"

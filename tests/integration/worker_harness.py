@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+
+import psycopg
 
 from eventflo import rules
 from eventflo.rules import Severity
@@ -25,6 +28,41 @@ def poll_until(predicate: Callable[[], T], timeout: float, interval: float = 0.0
         if time.monotonic() > deadline:
             return None
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def outcome_in_flight(
+    database_url: str, conn: psycopg.Connection[Any], finish: Callable[[], T]
+) -> Iterator[concurrent.futures.Future[T]]:
+    """A slow worker's outcome, held between its completion statement and its results.
+
+    ``finish`` (writing an outcome on ``conn``) runs in a thread; the block
+    starts once its completion has run (the events' rows are locked) and its
+    results wait on a lock of ``event_processing_results`` the test holds.
+    The lock goes when the block ends, and the outcome commits; the future
+    gives what ``finish`` returned.
+    """
+    with (
+        psycopg.connect(database_url, autocommit=True) as blocker,
+        psycopg.connect(database_url, autocommit=True) as observer,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        blocker.execute("BEGIN")
+        blocker.execute("LOCK TABLE event_processing_results IN EXCLUSIVE MODE")
+        future = pool.submit(finish)
+        try:
+
+            def waiting() -> bool:
+                row = observer.execute(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                    [conn.info.backend_pid],
+                ).fetchone()
+                return bool(row and row[0])
+
+            assert poll_until(waiting, timeout=10), "the outcome never reached the results"
+            yield future
+        finally:
+            blocker.execute("ROLLBACK")
 
 
 @contextlib.contextmanager
