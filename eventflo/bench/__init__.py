@@ -241,7 +241,7 @@ class Bench:
         self.progress = progress
         self._admin = admin
         self._api_key: str | None = None
-        self.may_checkpoint = True  # until the server says otherwise
+        self.may_checkpoint = False  # until _environment has asked the server
 
     @property
     def api_key(self) -> str:
@@ -269,16 +269,8 @@ class Bench:
         CHECKPOINT needs superuser or the pg_checkpoint role; without either,
         the runs go on and the report says they started without one.
         """
-        if not self.may_checkpoint:
-            return
-        try:
+        if self.may_checkpoint:
             conn.execute(QUERIES["checkpoint"])
-        except psycopg.errors.InsufficientPrivilege:
-            self.may_checkpoint = False
-            self.progress(
-                f"note: role {conn.info.user!r} may not CHECKPOINT (GRANT pg_checkpoint TO"
-                f" {conn.info.user}); a checkpoint triggered by a run's setup may slow that run"
-            )
 
     def commits(self, timeout: float = 30.0) -> int:
         """Transactions committed in the scratch database, counted once no session is attached.
@@ -406,10 +398,17 @@ def _sigterm_interrupts() -> Iterator[None]:
 def _environment(bench: Bench) -> Environment:
     with bench.connect("setup") as conn:
         conn.execute(QUERIES["create_payload_functions"])
-        bench.checkpoint(conn)  # also finds out whether the role may
         server = conn.execute(QUERIES["server_settings"]).fetchone()
         payload = conn.execute(QUERIES["payload_bytes"]).fetchone()
+        checkpoint = conn.execute(QUERIES["may_checkpoint"]).fetchone()
+        user = conn.info.user
     assert server is not None and payload is not None
+    bench.may_checkpoint = bool(checkpoint and checkpoint["allowed"])
+    if not bench.may_checkpoint:
+        bench.progress(
+            f"note: role {user!r} may not CHECKPOINT (GRANT pg_checkpoint TO {user});"
+            " a checkpoint triggered by a run's setup may slow that run"
+        )
     return Environment(
         server_version=server["server_version"],
         fsync=server["fsync"],

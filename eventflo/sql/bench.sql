@@ -30,6 +30,12 @@ SELECT current_setting('server_version') AS server_version,
        current_setting('fsync') AS fsync,
        current_setting('synchronous_commit') AS synchronous_commit;
 
+-- name: may_checkpoint
+-- Whether this role may run CHECKPOINT: a superuser, or a member of pg_checkpoint (PostgreSQL 15+).
+SELECT rolsuper OR pg_has_role(current_user, 'pg_checkpoint', 'MEMBER') AS allowed
+FROM pg_roles
+WHERE rolname = current_user;
+
 -- name: checkpoint
 -- Write out the setup's dirty pages now, so the checkpoint they would trigger does not land in a timed run.
 CHECKPOINT;
