@@ -284,4 +284,3 @@ def list_events(args: dict[str, Any]) -> Any:
         next_url = f"{flask.request.path}?{urllib.parse.urlencode(query)}"
         headers["Link"] = f'<{next_url}>; rel="next"'
     return rows, 200, headers
-

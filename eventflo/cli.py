@@ -75,8 +75,13 @@ def main() -> None:
 
 
 @main.command("migrate")
-@click.option("--rollback", "rollback_steps", type=click.IntRange(min=1), default=None,
-              help="Roll back this many of the newest migrations instead of applying.")
+@click.option(
+    "--rollback",
+    "rollback_steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Roll back this many of the newest migrations instead of applying.",
+)
 @click.option("--list", "list_pending", is_flag=True, help="Only list pending migrations.")
 @database_errors
 def migrate_command(rollback_steps: int | None, list_pending: bool) -> None:
@@ -101,10 +106,20 @@ def migrate_command(rollback_steps: int | None, list_pending: bool) -> None:
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="gunicorn worker processes.")
-@click.option("--threads", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Threads per process (long-polls hold one each).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="gunicorn worker processes.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Threads per process (long-polls hold one each).",
+)
 @database_errors
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the HTTP API with gunicorn.
@@ -136,8 +151,13 @@ def _any_active_key(conn: Any) -> bool:
 
 
 @main.command("worker")
-@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes to run under one supervisor.")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes to run under one supervisor.",
+)
 def worker_command(processes: int) -> None:
     """Process queued events until SIGTERM or Ctrl-C (then finish the batch in hand and exit 0)."""
     from eventflo import worker
@@ -223,18 +243,37 @@ def _progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
 
 
 @main.command("replay")
-@click.option("--status", "statuses", type=click.Choice(["failed", "completed"]), multiple=True,
-              help="Replay events in this status (repeatable). Default: failed.")
+@click.option(
+    "--status",
+    "statuses",
+    type=click.Choice(["failed", "completed"]),
+    multiple=True,
+    help="Replay events in this status (repeatable). Default: failed.",
+)
 @click.option("--event-type", default=None, help="Only events of this type.")
-@click.option("--since", type=_Timestamp(), default=None, help="Only events created at or after this.")
+@click.option(
+    "--since", type=_Timestamp(), default=None, help="Only events created at or after this."
+)
 @click.option("--until", type=_Timestamp(), default=None, help="Only events created before this.")
-@click.option("--id", "event_ids", type=_EventId(), multiple=True, help="Only these events (repeatable).")
+@click.option(
+    "--id", "event_ids", type=_EventId(), multiple=True, help="Only these events (repeatable)."
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
 @click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--confirm-above", type=click.IntRange(min=0), default=100, show_default=True,
-              help="Ask before replaying more events than this.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Events requeued per transaction.")
+@click.option(
+    "--confirm-above",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Ask before replaying more events than this.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Events requeued per transaction.",
+)
 @database_errors
 def replay(
     statuses: tuple[str, ...],
@@ -275,8 +314,10 @@ def replay(
                 click.echo(f"  … and {len(candidates) - 20} more")
             return
         _confirm_large(
-            len(candidates), f"Replay {len(candidates)} {what} event(s)?",
-            confirm_above=confirm_above, assume_yes=assume_yes,
+            len(candidates),
+            f"Replay {len(candidates)} {what} event(s)?",
+            confirm_above=confirm_above,
+            assume_yes=assume_yes,
         )
         requeued = 0
         chunks = [candidates[i : i + chunk_size] for i in range(0, len(candidates), chunk_size)]
@@ -290,20 +331,43 @@ def replay(
 
 
 @main.command("purge")
-@click.option("--older-than", type=_Duration(), default=retention.DEFAULT_RETENTION,
-              show_default=True,
-              help="Delete events that finished longer ago than this: 30d, 12h, 90m or 3600s.")
-@click.option("--status", "statuses", type=click.Choice(retention.PURGEABLE_STATUSES),
-              multiple=True,
-              help="Delete events in this status (repeatable). Default: completed and failed.")
+@click.option(
+    "--older-than",
+    type=_Duration(),
+    default=retention.DEFAULT_RETENTION,
+    show_default=True,
+    help="Delete events that finished longer ago than this: 30d, 12h, 90m or 3600s.",
+)
+@click.option(
+    "--status",
+    "statuses",
+    type=click.Choice(retention.PURGEABLE_STATUSES),
+    multiple=True,
+    help="Delete events in this status (repeatable). Default: completed and failed.",
+)
 @click.option("--dry-run", is_flag=True, help="Show how many events would go; delete nothing.")
 @click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--confirm-above", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Ask before deleting more events than this.")
-@click.option("--batch-size", type=click.IntRange(1, 10_000), default=retention.DEFAULT_BATCH_SIZE,
-              show_default=True, help="Events deleted per transaction.")
-@click.option("--pause", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Seconds to sleep between batches (lets replicas and vacuum keep up).")
+@click.option(
+    "--confirm-above",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Ask before deleting more events than this.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=retention.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Events deleted per transaction.",
+)
+@click.option(
+    "--pause",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to sleep between batches (lets replicas and vacuum keep up).",
+)
 @database_errors
 def purge(
     older_than: dt.timedelta,
@@ -337,8 +401,10 @@ def purge(
             click.echo(f"would purge {found.deleted} event(s) {when} ({_by_status(found)})")
             return
         _confirm_large(
-            found.deleted, f"Delete {found.deleted} {what} event(s) {when}?",
-            confirm_above=confirm_above, assume_yes=assume_yes,
+            found.deleted,
+            f"Delete {found.deleted} {what} event(s) {when}?",
+            confirm_above=confirm_above,
+            assume_yes=assume_yes,
         )
         completed = failed = 0
         try:
@@ -352,7 +418,8 @@ def purge(
                     advance(batch.deleted)
         except (psycopg.errors.QueryCanceled, KeyboardInterrupt) as exc:
             why = (
-                "interrupted" if isinstance(exc, KeyboardInterrupt)
+                "interrupted"
+                if isinstance(exc, KeyboardInterrupt)
                 else "a batch exceeded EVENTFLO_STATEMENT_TIMEOUT (try a smaller --batch-size)"
             )
             raise click.ClickException(
@@ -360,9 +427,7 @@ def purge(
             ) from None
         left = retention.count(conn, selection).deleted
     done = retention.Batch(completed=completed, failed=failed)
-    note = (
-        f"; {left} held by other transactions meanwhile, left for the next run" if left else ""
-    )
+    note = f"; {left} held by other transactions meanwhile, left for the next run" if left else ""
     click.echo(f"purged {done.deleted} event(s) {when} ({_by_status(done)}){note}")
 
 
@@ -376,10 +441,17 @@ def _by_status(counts: retention.Batch) -> str:
 
 @main.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table (once).")
-@click.option("--watch", is_flag=True,
-              help="Redraw every --interval seconds, with the running workers, until Ctrl-C.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=None,
-              help="Seconds between redraws with --watch.  [default: 2]")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Redraw every --interval seconds, with the running workers, until Ctrl-C.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds between redraws with --watch.  [default: 2]",
+)
 @database_errors
 def stats_command(as_json: bool, watch: bool, interval: float | None) -> None:
     """Counts by status and severity, and the age of the oldest due queued event.
@@ -430,7 +502,11 @@ def _watch_stats(config: Config, interval: float) -> None:
                 body = f"database unavailable: {_first_line(exc)}; retrying every {interval:g} s"
             else:
                 completed, at = snapshot["by_status"]["completed"], time.monotonic()
-                rate = None if previous is None else max(0, completed - previous[0]) / (at - previous[1])
+                rate = (
+                    None
+                    if previous is None
+                    else max(0, completed - previous[0]) / (at - previous[1])
+                )
                 previous = (completed, at)
                 body = stats.render_watch(
                     snapshot,
@@ -451,8 +527,9 @@ def _watch_stats(config: Config, interval: float) -> None:
 
 @main.command("workers")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--all", "include_stopped", is_flag=True,
-              help="Also list the workers stopped in the last hour.")
+@click.option(
+    "--all", "include_stopped", is_flag=True, help="Also list the workers stopped in the last hour."
+)
 @database_errors
 def workers_command(as_json: bool, include_stopped: bool) -> None:
     """The worker processes in the registry: live, silent, and with --all recently stopped.
@@ -486,8 +563,13 @@ def keys_group() -> None:
 
 @keys_group.command("create")
 @click.option("--name", required=True, help="Who or what the key is for (1 to 100 characters).")
-@click.option("--scope", type=click.Choice(keys.SCOPES), default="ingest", show_default=True,
-              help="ingest: post events; read: read events; admin: everything, replay included.")
+@click.option(
+    "--scope",
+    type=click.Choice(keys.SCOPES),
+    default="ingest",
+    show_default=True,
+    help="ingest: post events; read: read events; admin: everything, replay included.",
+)
 @database_errors
 def keys_create(name: str, scope: str) -> None:
     """Make a key and print it once: only its hash is stored, so it cannot be shown again."""
@@ -540,43 +622,106 @@ def keys_revoke(key: str) -> None:
 
 @main.command("dev")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--workers", "worker_processes", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Worker processes.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=".eventflo/pgdata", show_default=True,
-              help="Embedded PostgreSQL's data (kept between runs).")
+@click.option(
+    "--workers",
+    "worker_processes",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Worker processes.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=".eventflo/pgdata",
+    show_default=True,
+    help="Embedded PostgreSQL's data (kept between runs).",
+)
 def dev(port: int, worker_processes: int, data_dir: str) -> None:
     """Run everything locally: PostgreSQL (embedded unless EVENTFLO_DATABASE_URL is set), migrations, API, workers."""
     from eventflo import devserver
 
-    sys.exit(devserver.run(_config(), port=port, worker_processes=worker_processes, data_dir=data_dir))
+    sys.exit(
+        devserver.run(_config(), port=port, worker_processes=worker_processes, data_dir=data_dir)
+    )
 
 
 @main.command("bench")
 @click.argument("modes", nargs=-1, metavar="[MODE]...", type=click.Choice(bench.MODE_NAMES))
-@click.option("--events", type=click.IntRange(min=1), default=100_000, show_default=True,
-              help="Events per run.")
-@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Worker processes.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Events a worker claims at once.")
-@click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Runs per figure; the report shows their median and min-max.")
-@click.option("--growth-rows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
-              help="Completed events stored for the second half of the growth mode.")
-@click.option("--latency-events", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Events sent one at a time per path in the latency mode.")
-@click.option("--clients", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Concurrent HTTP clients in the ingest mode.")
-@click.option("--ingest-requests", type=click.IntRange(min=1), default=5000, show_default=True,
-              help="Single-event POSTs per ingest run (the batch run sends 10x as many events).")
-@click.option("--held-seconds", type=click.FloatRange(min=1), default=120, show_default=True,
-              help="Length of a held-xmin run; its first and last windows are 10% of it "
-                   "(at least 10 s, at most half).")
-@click.option("--memory-events", type=click.IntRange(min=2), default=200_000, show_default=True,
-              help="Events the one worker drains per memory run.")
-@click.option("--memory-first-events", type=click.IntRange(min=1), default=10_000,
-              show_default=True,
-              help="Events after which the memory mode takes its first RSS reading.")
+@click.option(
+    "--events",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Events per run.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Worker processes."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Events a worker claims at once.",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Runs per figure; the report shows their median and min-max.",
+)
+@click.option(
+    "--growth-rows",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Completed events stored for the second half of the growth mode.",
+)
+@click.option(
+    "--latency-events",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Events sent one at a time per path in the latency mode.",
+)
+@click.option(
+    "--clients",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Concurrent HTTP clients in the ingest mode.",
+)
+@click.option(
+    "--ingest-requests",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Single-event POSTs per ingest run (the batch run sends 10x as many events).",
+)
+@click.option(
+    "--held-seconds",
+    type=click.FloatRange(min=1),
+    default=120,
+    show_default=True,
+    help="Length of a held-xmin run; its first and last windows are 10% of it "
+    "(at least 10 s, at most half).",
+)
+@click.option(
+    "--memory-events",
+    type=click.IntRange(min=2),
+    default=200_000,
+    show_default=True,
+    help="Events the one worker drains per memory run.",
+)
+@click.option(
+    "--memory-first-events",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Events after which the memory mode takes its first RSS reading.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--keep", is_flag=True, help="Keep the scratch database afterwards.")
 @database_errors
@@ -622,10 +767,18 @@ def bench_command(
     config = _config()
     url = _database_url(config)
     settings = bench.Settings(
-        events=events, workers=workers, batch_size=batch_size, runs=runs,
-        growth_rows=growth_rows, latency_events=latency_events, clients=clients,
-        ingest_requests=ingest_requests, held_seconds=held_seconds,
-        memory_events=memory_events, memory_first_events=memory_first_events, keep=keep,
+        events=events,
+        workers=workers,
+        batch_size=batch_size,
+        runs=runs,
+        growth_rows=growth_rows,
+        latency_events=latency_events,
+        clients=clients,
+        ingest_requests=ingest_requests,
+        held_seconds=held_seconds,
+        memory_events=memory_events,
+        memory_first_events=memory_first_events,
+        keep=keep,
     )
     try:
         result = bench.run(

@@ -64,8 +64,16 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
-_SWITCH = {"on": True, "true": True, "1": True, "yes": True,
-           "off": False, "false": False, "0": False, "no": False}
+_SWITCH = {
+    "on": True,
+    "true": True,
+    "1": True,
+    "yes": True,
+    "off": False,
+    "false": False,
+    "0": False,
+    "no": False,
+}
 
 
 def _switch(raw: str) -> bool:

@@ -71,7 +71,9 @@ def connect(config: Config, application_name: str) -> psycopg.Connection[dict[st
     )
 
 
-def create_pool(config: Config, application_name: str = "eventflo-api") -> psycopg_pool.ConnectionPool:
+def create_pool(
+    config: Config, application_name: str = "eventflo-api"
+) -> psycopg_pool.ConnectionPool:
     """A pool for this process; it connects in the background and keeps trying while the database is down.
 
     Never share it across a fork; each process needs its own pool.

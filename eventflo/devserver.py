@@ -39,7 +39,9 @@ def run(config: Config, *, port: int, worker_processes: int, data_dir: str) -> i
     try:
         url = config.database_url
         if url is None:
-            click.echo(f"EVENTFLO_DATABASE_URL is not set: starting an embedded PostgreSQL in {data_dir}")
+            click.echo(
+                f"EVENTFLO_DATABASE_URL is not set: starting an embedded PostgreSQL in {data_dir}"
+            )
             embedded = EmbeddedPostgres(data_dir)
             url = embedded.start()
         applied = migrate.apply(url)
@@ -50,17 +52,27 @@ def run(config: Config, *, port: int, worker_processes: int, data_dir: str) -> i
         else:
             # A development run should work without making keys first; it says so, loudly.
             env["EVENTFLO_AUTH"] = "off"
-            click.echo("auth: off (EVENTFLO_AUTH=off) for local development: "
-                       "the API accepts requests without an API key")
+            click.echo(
+                "auth: off (EVENTFLO_AUTH=off) for local development: "
+                "the API accepts requests without an API key"
+            )
         base = [sys.executable, "-m", "eventflo"]
         # New sessions: Ctrl-C reaches only us, and we stop the children in order.
-        children.append(subprocess.Popen(
-            [*base, "worker", "--processes", str(worker_processes)], env=env, start_new_session=True))
-        children.append(subprocess.Popen(
-            [*base, "serve", "--port", str(port)], env=env, start_new_session=True))
+        children.append(
+            subprocess.Popen(
+                [*base, "worker", "--processes", str(worker_processes)],
+                env=env,
+                start_new_session=True,
+            )
+        )
+        children.append(
+            subprocess.Popen([*base, "serve", "--port", str(port)], env=env, start_new_session=True)
+        )
         if _api_answers(port, children, stop):
-            click.echo(f"EventFlo is running: API on http://127.0.0.1:{port}, "
-                       f"{worker_processes} workers. Ctrl-C stops everything.")
+            click.echo(
+                f"EventFlo is running: API on http://127.0.0.1:{port}, "
+                f"{worker_processes} workers. Ctrl-C stops everything."
+            )
         while not stop.is_set():
             if any(child.poll() is not None for child in children):
                 click.echo("a child process exited; stopping everything", err=True)

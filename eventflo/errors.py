@@ -153,7 +153,7 @@ def problem(
 def _strip_location(messages: Mapping[str, Any]) -> Mapping[str, Any]:
     """webargs nests field errors under their location ({"json": {...}}); clients want fields."""
     if len(messages) == 1:
-        (location, inner), = messages.items()
+        ((location, inner),) = messages.items()
         if location in ("json", "query", "headers", "view_args") and isinstance(inner, Mapping):
             return inner
     return messages

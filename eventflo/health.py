@@ -35,7 +35,9 @@ class HealthSchema(ma.Schema):
 
 class ReadySchema(HealthSchema):
     migrations = ma.fields.List(
-        ma.fields.String(), required=True, metadata={"description": "Applied migrations this code knows"}
+        ma.fields.String(),
+        required=True,
+        metadata={"description": "Applied migrations this code knows"},
     )
 
 

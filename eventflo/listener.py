@@ -56,8 +56,9 @@ class Listener:
             if conn is not None:
                 conn.close()  # connected, but LISTEN failed: do not leak the connection
             wait = self._backoff.failed()
-            log.warning("listener on %s cannot connect (retrying in %.1f s): %s",
-                        self._channel, wait, exc)
+            log.warning(
+                "listener on %s cannot connect (retrying in %.1f s): %s", self._channel, wait, exc
+            )
             return True  # still look for work: polling is the fallback
         self._conn = conn
         if self._backoff.current:

@@ -56,7 +56,9 @@ def metrics() -> Any:
     families = scrape(state.pool, state.config)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families))
-    return flask.Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)
+    return flask.Response(
+        generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST
+    )
 
 
 class _Families:
@@ -139,7 +141,17 @@ def _read(conn: psycopg.Connection[Any], config: Config) -> list[Metric]:
         "Age of the oldest open transaction in this database (it holds back vacuum)",
         value=conn.execute(QUERIES["oldest_transaction_age"]).fetchone()["seconds"],
     )
-    return [by_status, queue_depth, oldest_due, completed, latency, failed, workers, dead, oldest_xact]
+    return [
+        by_status,
+        queue_depth,
+        oldest_due,
+        completed,
+        latency,
+        failed,
+        workers,
+        dead,
+        oldest_xact,
+    ]
 
 
 def _latency_and_completed(conn: psycopg.Connection[Any], completed: CounterMetricFamily) -> Metric:

@@ -139,7 +139,9 @@ def _retention() -> dict[str, float]:
 def render(workers: Sequence[WorkerInfo], *, timeout: float) -> str:
     """The workers as an aligned table under a one-line summary (times in UTC)."""
     counts = {state: sum(1 for w in workers if w.state == state) for state in STATES}
-    summary = f"{counts['live']} live, {counts['silent']} silent (no heartbeat for over {timeout:g} s)"
+    summary = (
+        f"{counts['live']} live, {counts['silent']} silent (no heartbeat for over {timeout:g} s)"
+    )
     if counts["stopped"]:
         summary += f", {counts['stopped']} stopped less than {_age(STOPPED_RETENTION_SECONDS)} ago"
     if not workers:

@@ -172,4 +172,3 @@ def classify_event(
             return rule.classification
     # The table ends with a catch-all rule; reaching here means it was removed.
     raise RuleError(f"no rule matches event type {event_type!r}")
-

@@ -92,7 +92,9 @@ class EventBatchSchema(ma.Schema):
         fields.Nested(BatchItemSchema),
         required=True,
         validate=validate.Length(min=1, max=MAX_BATCH_EVENTS),
-        metadata={"description": f"1 to {MAX_BATCH_EVENTS} events, stored all together or not at all"},
+        metadata={
+            "description": f"1 to {MAX_BATCH_EVENTS} events, stored all together or not at all"
+        },
     )
 
     @ma.validates_schema
@@ -106,9 +108,15 @@ class EventBatchSchema(ma.Schema):
             request = (item["event_type"], item["source"], item["payload"])
             if key in first_use and first_use[key][1] != request:
                 raise ma.ValidationError(
-                    {"events": {index: {"idempotency_key": [
-                        f"Already used by event {first_use[key][0]} of this batch for a different event."
-                    ]}}}
+                    {
+                        "events": {
+                            index: {
+                                "idempotency_key": [
+                                    f"Already used by event {first_use[key][0]} of this batch for a different event."
+                                ]
+                            }
+                        }
+                    }
                 )
             first_use.setdefault(key, (index, request))
 
@@ -122,7 +130,8 @@ class EventAcceptedSchema(ma.Schema):
 
 class BatchAcceptedItemSchema(EventAcceptedSchema):
     created = fields.Boolean(
-        required=True, metadata={"description": "False when an idempotency key named an existing event"}
+        required=True,
+        metadata={"description": "False when an idempotency key named an existing event"},
     )
 
 
@@ -203,7 +212,9 @@ class CursorField(fields.String):
         try:
             return Cursor(uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))))
         except (binascii.Error, ValueError):
-            raise ma.ValidationError("Not a valid cursor; use the Link header of a previous page.") from None
+            raise ma.ValidationError(
+                "Not a valid cursor; use the Link header of a previous page."
+            ) from None
 
 
 class ListArgsSchema(ma.Schema):

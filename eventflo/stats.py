@@ -16,7 +16,9 @@ def collect(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, Any]:
     """Read the snapshot in one transaction, so its numbers agree with each other."""
     with conn.transaction():
         events.read_one_snapshot(conn)
-        by_status = {row["status"]: row["count"] for row in conn.execute(QUERIES["count_by_status"])}
+        by_status = {
+            row["status"]: row["count"] for row in conn.execute(QUERIES["count_by_status"])
+        }
         by_severity = {
             row["severity"]: row["count"] for row in conn.execute(QUERIES["count_by_severity"])
         }

@@ -46,7 +46,9 @@ def install_stop_handlers(stop: threading.Event, signals: tuple[int, ...]) -> No
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+        log.info(
+            "received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name
+        )
         stop.set()
 
     for signum in signals:
@@ -108,7 +110,9 @@ class Worker:
                     # Not a lost connection but a failed statement: a bug or a
                     # schema mismatch. Keep running; the batch's leases expire
                     # and are rescued, so nothing is lost.
-                    log.exception("database error; backing off", extra={"worker_id": self.worker_id})
+                    log.exception(
+                        "database error; backing off", extra={"worker_id": self.worker_id}
+                    )
                     self._lost_connection(exc)
                     look = True
                     continue
@@ -181,7 +185,9 @@ class Worker:
             )
         return len(batch)
 
-    def _classify(self, batch: list[queue.Claimed]) -> tuple[list[queue.Verdict], list[queue.Failure]]:
+    def _classify(
+        self, batch: list[queue.Claimed]
+    ) -> tuple[list[queue.Verdict], list[queue.Failure]]:
         verdicts: list[queue.Verdict] = []
         failures: list[queue.Failure] = []
         for event in batch:
@@ -339,7 +345,9 @@ class Worker:
         neither wait for the poll nor postpone it.
         """
         if self._poll_at is None:
-            self._poll_at = time.monotonic() + self.config.poll_interval * self._rng.uniform(0.8, 1.2)
+            self._poll_at = time.monotonic() + self.config.poll_interval * self._rng.uniform(
+                0.8, 1.2
+            )
         while not self._should_stop():
             now = time.monotonic()
             if now >= self._poll_at:
@@ -372,7 +380,10 @@ class Worker:
         self._poll_at = None  # after the reconnect, look for work at once
         delay = self._reconnect.failed() * self._rng.uniform(0.5, 1.0)
         log.warning(
-            "database unavailable (%s); retrying in %.1f s", exc, delay, extra={"worker_id": self.worker_id}
+            "database unavailable (%s); retrying in %.1f s",
+            exc,
+            delay,
+            extra={"worker_id": self.worker_id},
         )
         self.stop.wait(delay)
 
@@ -423,7 +434,9 @@ def run_supervisor(config: Config, processes: int, *, shutdown_grace: float = 60
     install_stop_handlers(stop, (signal.SIGTERM, signal.SIGINT))
 
     def start() -> multiprocessing.process.BaseProcess:
-        child = ctx.Process(target=_supervised_main, args=(config, os.getpid()), name="eventflo-worker")
+        child = ctx.Process(
+            target=_supervised_main, args=(config, os.getpid()), name="eventflo-worker"
+        )
         child.start()
         log.info("started worker process", extra={"pid": child.pid})
         return child

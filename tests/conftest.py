@@ -45,7 +45,9 @@ def template_database(pg_server: str) -> Iterator[str]:
     migrate.apply(postgres.with_database(pg_server, TEMPLATE))
     yield TEMPLATE
     with _admin(pg_server) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE))
+        )
 
 
 @pytest.fixture
@@ -71,7 +73,9 @@ def _database(pg_server: str, template: str | None) -> Iterator[str]:
         conn.execute(create)
     yield postgres.with_database(pg_server, name)
     with _admin(pg_server) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture

@@ -64,7 +64,9 @@ def _serve(host: str, port: int, workers: int, threads: int) -> None:
 
 
 # ``eventflo serve``'s own options and defaults, so the two servers differ only in their app.
-main = click.Group("bare_api", commands=[click.Command("serve", params=cli.serve.params, callback=_serve)])
+main = click.Group(
+    "bare_api", commands=[click.Command("serve", params=cli.serve.params, callback=_serve)]
+)
 
 if __name__ == "__main__":
     main()

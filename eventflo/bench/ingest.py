@@ -70,9 +70,7 @@ def run(bench: Bench) -> ModeResult:
             QUERIES["generated_events"], {"events": max(settings.ingest_requests, BATCH_EVENTS)}
         ).fetchall()
     singles = [_body(event) for event in generated[: settings.ingest_requests]]
-    batch = json.dumps(
-        {"events": [_event(event) for event in generated[:BATCH_EVENTS]]}
-    ).encode()
+    batch = json.dumps({"events": [_event(event) for event in generated[:BATCH_EVENTS]]}).encode()
     with (
         tempfile.TemporaryFile() as log,
         latency.api_server(bench, log) as port,

@@ -275,7 +275,9 @@ def api_server(
                 pass
             _check_alive(process, what, log)
             if time.monotonic() > deadline:
-                raise BenchError(f"{what} did not answer within {START_TIMEOUT:g} s{drain.log_tail(log)}")
+                raise BenchError(
+                    f"{what} did not answer within {START_TIMEOUT:g} s{drain.log_tail(log)}"
+                )
             time.sleep(POLL_SECONDS)
         yield port
 
@@ -310,9 +312,9 @@ def stop(process: subprocess.Popen[bytes]) -> int:
 
 def _check_alive(process: subprocess.Popen[bytes], what: str, log: IO[bytes]) -> None:
     if process.poll() is not None:
-        raise BenchError(f"{what} exited at start-up (status {process.returncode}){drain.log_tail(log)}")
-
-
+        raise BenchError(
+            f"{what} exited at start-up (status {process.returncode}){drain.log_tail(log)}"
+        )
 
 
 def _free_port() -> int:

@@ -61,8 +61,13 @@ class _Ledger:
         self.accepted: dict[str, str] = {}  # ref -> event id, for every 202/200 answer
         self.unknown: set[str] = set()  # refs of un-keyed events whose answer was lost
         self.counts = {
-            "requests": 0, "202": 0, "200": 0, "503": 0, "lost": 0,
-            "keyed_retries": 0, "resends": 0,
+            "requests": 0,
+            "202": 0,
+            "200": 0,
+            "503": 0,
+            "lost": 0,
+            "keyed_retries": 0,
+            "resends": 0,
         }
         self.problems: list[str] = []
 
@@ -169,8 +174,9 @@ class _Client:
         if keyed:
             self.ledger.count("keyed_retries")
             answer = self._until_answered("/events/batch", {"events": [e for _, e in keyed]}, None)
-            self.ledger.answered([item for item, _ in keyed],
-                                 [entry["event_id"] for entry in answer["events"]])
+            self.ledger.answered(
+                [item for item, _ in keyed], [entry["event_id"] for entry in answer["events"]]
+            )
 
     def resend(self) -> None:
         """The same key and request again: the original event (200), nothing new."""
@@ -206,8 +212,13 @@ class _Driver:
         self.supervisor = supervisor
         self.standalone = [start_worker(children) for _ in range(STANDALONE_WORKERS)]
         self.rng = random.Random()
-        self.counts = {"worker_kills": 0, "worker_restarts": 0, "supervised_kills": 0,
-                       "api_worker_terms": 0, "api_worker_kills": 0}
+        self.counts = {
+            "worker_kills": 0,
+            "worker_restarts": 0,
+            "supervised_kills": 0,
+            "api_worker_terms": 0,
+            "api_worker_kills": 0,
+        }
         self.error: BaseException | None = None
 
     def run(self, stop: threading.Event) -> None:
@@ -301,15 +312,23 @@ def test_chaos_loses_and_duplicates_nothing(api, children, conn):
     chaos_for = time.monotonic() - started
 
     # The processes came back: gunicorn's workers, the supervisor's children.
-    wait_for(lambda: len(_children_of(api.child.pid)) == api_workers, timeout=30,
-             what=f"gunicorn to run {api_workers} API workers again")
-    wait_for(lambda: len(_supervised_workers(supervisor.pid)) == SUPERVISED_WORKERS, timeout=30,
-             what="the supervisor to run its workers again")
+    wait_for(
+        lambda: len(_children_of(api.child.pid)) == api_workers,
+        timeout=30,
+        what=f"gunicorn to run {api_workers} API workers again",
+    )
+    wait_for(
+        lambda: len(_supervised_workers(supervisor.pid)) == SUPERVISED_WORKERS,
+        timeout=30,
+        what="the supervisor to run its workers again",
+    )
     assert api.child.running() and supervisor.running()
 
     drain_started = time.monotonic()
     wait_for(
-        lambda: _unfinished(conn) == 0, timeout=60, interval=0.2,
+        lambda: _unfinished(conn) == 0,
+        timeout=60,
+        interval=0.2,
         what=lambda: f"every stored event to finish ({_unfinished(conn)} left)",
     )
     drained_in = time.monotonic() - drain_started
@@ -333,8 +352,10 @@ def test_chaos_loses_and_duplicates_nothing(api, children, conn):
     assert strangers == set(), f"events no client sent: {sorted(strangers)[:5]}"
     # Every stored event completed exactly once, with a history that agrees.
     bad = [
-        (ref, row) for ref, row in stored.items()
-        if row["status"] != "completed" or row["results"] != 1
+        (ref, row)
+        for ref, row in stored.items()
+        if row["status"] != "completed"
+        or row["results"] != 1
         or row["numbers"] != list(range(1, row["attempts"] + 1))
         or row["outcomes"] != ["lease_expired"] * (row["attempts"] - 1) + ["completed"]
     ]

@@ -344,9 +344,9 @@ def test_swagger_ui_renders_the_operations_from_local_assets(
     )
     listing.get_by_role("button", name="Try it out").click()
     listing.get_by_role("button", name="Execute").click()
-    expect(
-        listing.locator(".live-responses-table tbody .response-col_status").first
-    ).to_have_text("200")
+    expect(listing.locator(".live-responses-table tbody .response-col_status").first).to_have_text(
+        "200"
+    )
 
     # Everything came from this server: no CDN.
     assert requested and all(url.startswith(api.base_url) for url in requested), [

@@ -89,8 +89,18 @@ class _LocalCluster:
             raise RuntimeError(f"{' '.join(command)} failed: {done.stdout}{done.stderr}\n{tail}")
 
     def create(self) -> None:
-        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-locale",
-                 "-E", "UTF8", "--no-sync")
+        self._pg(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-locale",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         self.start()
 
     def restart(self, mode: str) -> None:
@@ -103,8 +113,10 @@ class _LocalCluster:
         self._pg("pg_ctl", "start", *self._start_args())
 
     def _start_args(self) -> list[str]:
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1"
-                   f" -c unix_socket_directories={self.base} {SERVER_FLAGS}")
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1"
+            f" -c unix_socket_directories={self.base} {SERVER_FLAGS}"
+        )
         log = str(self.base / "server.log")
         return ["-w", "-t", "60", "-D", str(self.data), "-l", log, "-o", options]
 
@@ -216,8 +228,10 @@ def restartable() -> Iterator[_LocalCluster | _Container]:
     elif local:
         server = _LocalCluster(local)
     else:
-        reason = ("no PostgreSQL this test may restart: no Docker engine with a usable image,"
-                  " and no initdb/pg_ctl (with a 'postgres' user when run as root)")
+        reason = (
+            "no PostgreSQL this test may restart: no Docker engine with a usable image,"
+            " and no initdb/pg_ctl (with a 'postgres' user when run as root)"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
@@ -277,8 +291,11 @@ class _Feeder:
         i = 0
         while not self._stop.is_set():
             key = f"{self._prefix}-{n}-{i}"
-            body = {"event_type": "sla_breach", "payload": {"minutes_over": i % 60},
-                    "source": "restart-feeder"}
+            body = {
+                "event_type": "sla_breach",
+                "payload": {"minutes_over": i % 60},
+                "source": "restart-feeder",
+            }
             i += 1
             while True:
                 started = time.monotonic()
@@ -348,9 +365,10 @@ def test_database_restart_under_load_loses_nothing(
         **NOTIFY_ONLY_ENV,
         "EVENTFLO_POOL_TIMEOUT": str(POOL_TIMEOUT),
     }
-    with tracked_children(request, tmp_path, env) as children, psycopg.connect(
-        restart_db, autocommit=True, row_factory=dict_row
-    ) as conn:
+    with (
+        tracked_children(request, tmp_path, env) as children,
+        psycopg.connect(restart_db, autocommit=True, row_factory=dict_row) as conn,
+    ):
         api = start_api(children)
         workers = [start_worker(children), start_worker(children)]
         wait_listening(conn, 2)
@@ -358,14 +376,20 @@ def test_database_restart_under_load_loses_nothing(
         feeder = _Feeder(api, f"restart-{mode}")
         feeder.start()
         try:
-            wait_for(lambda: _completed(restart_db) >= 100, timeout=30,
-                     what="100 events completed before the restart")
+            wait_for(
+                lambda: _completed(restart_db) >= 100,
+                timeout=30,
+                what="100 events completed before the restart",
+            )
 
             # 1. `pg_ctl restart -m MODE` while events arrive and are processed.
             restartable.restart(mode)
             after_restart = feeder.count()
-            wait_for(lambda: feeder.count() >= after_restart + 100, timeout=30,
-                     what="the API to accept 100 more events after the restart")
+            wait_for(
+                lambda: feeder.count() >= after_restart + 100,
+                timeout=30,
+                what="the API to accept 100 more events after the restart",
+            )
 
             # 2. Down for a while: the API answers 503 within its pool timeout.
             restartable.stop(mode)
@@ -373,8 +397,10 @@ def test_database_restart_under_load_loses_nothing(
             refused_before = len(feeder.unavailable)
             started = time.monotonic()
             probe = api.session.post(
-                f"{api.base_url}/events", json={"event_type": "user_signup"},
-                headers={"Idempotency-Key": f"probe-{mode}"}, timeout=15,
+                f"{api.base_url}/events",
+                json={"event_type": "user_signup"},
+                headers={"Idempotency-Key": f"probe-{mode}"},
+                timeout=15,
             )
             took = time.monotonic() - started
             assert probe.status_code == 503, probe.text
@@ -383,8 +409,10 @@ def test_database_restart_under_load_loses_nothing(
             assert api.session.get(f"{api.base_url}/healthz", timeout=5).status_code == 200
             assert api.session.get(f"{api.base_url}/readyz", timeout=15).status_code == 503
             wait_for(
-                lambda: len(feeder.unavailable) >= refused_before + 2
-                and time.monotonic() - down_at >= OUTAGE_SECONDS,
+                lambda: (
+                    len(feeder.unavailable) >= refused_before + 2
+                    and time.monotonic() - down_at >= OUTAGE_SECONDS
+                ),
                 timeout=OUTAGE_SECONDS + 15,
                 what=f"an outage of {OUTAGE_SECONDS} s in which the feeders are answered 503",
             )
@@ -394,8 +422,11 @@ def test_database_restart_under_load_loses_nothing(
             # 3. Back: the API accepts again at once, the workers resume.
             back_at = time.monotonic()
             after_start = feeder.count()
-            wait_for(lambda: feeder.count() >= after_start + 50, timeout=30,
-                     what="the API to accept events again after the outage")
+            wait_for(
+                lambda: feeder.count() >= after_start + 50,
+                timeout=30,
+                what="the API to accept events again after the outage",
+            )
             api_back = time.monotonic() - back_at
             # The probe's 503 stored nothing: its retry is the first to store it.
             retried = api.post_event("user_signup", {}, key=f"probe-{mode}")
@@ -404,11 +435,19 @@ def test_database_restart_under_load_loses_nothing(
             # leases lost with the connection) are rescued and completed.
             outage_over = _query(restart_db, "SELECT now() AS t")[0]["t"]
             wait_for(
-                lambda: (rows := _query(
-                    restart_db,
-                    "SELECT count(*) AS n FROM events WHERE created_at < %s"
-                    " AND status <> 'completed'", (outage_over,))) and rows[0]["n"] == 0,
-                timeout=45, what="every event accepted before the outage to complete",
+                lambda: (
+                    (
+                        rows := _query(
+                            restart_db,
+                            "SELECT count(*) AS n FROM events WHERE created_at < %s"
+                            " AND status <> 'completed'",
+                            (outage_over,),
+                        )
+                    )
+                    and rows[0]["n"] == 0
+                ),
+                timeout=45,
+                what="every event accepted before the outage to complete",
             )
         finally:
             feeder.stop()
@@ -416,7 +455,8 @@ def test_database_restart_under_load_loses_nothing(
         with psycopg.connect(restart_db, autocommit=True, row_factory=dict_row) as conn:
             total = len(feeder.accepted) + 1  # + the probe
             wait_for(
-                lambda: status_counts(conn) == {"completed": total}, timeout=30,
+                lambda: status_counts(conn) == {"completed": total},
+                timeout=30,
                 what=lambda: f"all {total} events completed (now {status_counts(conn)})",
             )
             assert feeder.unexpected == []
@@ -471,7 +511,8 @@ def _assert_each_completed_once(conn: Conn, accepted: dict[str, str]) -> None:
     stored = {row["key"]: row["id"] for row in rows}
     assert stored == accepted, "the stored events differ from the accepted ones"
     bad = [
-        row for row in rows
+        row
+        for row in rows
         if row["status"] != "completed"
         or row["results"] != 1
         or row["numbers"] != list(range(1, row["attempts"] + 1))

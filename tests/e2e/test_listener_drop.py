@@ -62,8 +62,10 @@ def test_worker_listens_again_after_its_listen_connection_is_terminated(children
         assert wait_idle_on_listen(conn, 1) == {worker_id}
         _, done_by, after = completes_by_notify(conn)
         assert done_by == worker_id
-        print(f"\ndrop {drop}: LISTEN backend {old_pid} -> {new_pid};"
-              f" wake-up latency {before * 1000:.0f} ms before, {after * 1000:.0f} ms after")
+        print(
+            f"\ndrop {drop}: LISTEN backend {old_pid} -> {new_pid};"
+            f" wake-up latency {before * 1000:.0f} ms before, {after * 1000:.0f} ms after"
+        )
 
     assert worker.running(), "the worker exited"
     assert worker.log().count("listener on eventflo_queued lost its connection") == 2

@@ -35,4 +35,9 @@ def test_every_gunicorn_process_reports_the_same_figures(api, children, conn):
     assert all(scrape == scrapes[0] for scrape in scrapes)
     completed = scrapes[0]
     assert completed["eventflo_events[('status', 'completed')]"] == 3
-    assert completed["eventflo_events_completed_total[('event_type', 'payment_failed'), ('severity', 'HIGH')]"] == 2
+    assert (
+        completed[
+            "eventflo_events_completed_total[('event_type', 'payment_failed'), ('severity', 'HIGH')]"
+        ]
+        == 2
+    )

@@ -81,8 +81,10 @@ def test_sigkilled_workers_claims_are_released_through_the_registry_before_the_l
     wait_all_completed(conn, total, timeout=30)
     elapsed = time.monotonic() - killed
     assert elapsed < LEASE / 5, f"released only after {elapsed:.0f} s"
-    print(f"\nall {total} claims released and completed {elapsed:.1f} s after the kill"
-          f" (lease {LEASE:g} s)")
+    print(
+        f"\nall {total} claims released and completed {elapsed:.1f} s after the kill"
+        f" (lease {LEASE:g} s)"
+    )
 
     history = attempts_by_event(conn)
     assert len(history) == total
@@ -105,7 +107,9 @@ def test_sigkilled_workers_claims_are_released_through_the_registry_before_the_l
     rescued = [line for line in lines if line["message"] == "event lease rescued"]
     assert {line["event_id"] for line in rescued} == set(history)
     assert all(
-        line["holder_worker_id"] == victim_id and line["attempt"] == 1 and line["status"] == "queued"
+        line["holder_worker_id"] == victim_id
+        and line["attempt"] == 1
+        and line["status"] == "queued"
         for line in rescued
     )
     completions = [line for line in lines if line["message"] == "event completed"]

@@ -112,7 +112,9 @@ def test_post_without_payload_or_source_stores_an_empty_object(client, conn):
     response = post_event(client, {"event_type": "user.signup"})
 
     assert response.status_code == 202
-    row = conn.execute("SELECT * FROM events WHERE id = %s", (response.get_json()["event_id"],)).fetchone()
+    row = conn.execute(
+        "SELECT * FROM events WHERE id = %s", (response.get_json()["event_id"],)
+    ).fetchone()
     assert row["payload"] == {}
     assert row["source"] is None
 
@@ -136,8 +138,17 @@ def test_get_shows_a_queued_event_without_a_result(client):
     assert response.mimetype == "application/json"
     body = response.get_json()
     assert {
-        "event_id", "event_type", "source", "status", "payload", "attempts", "error_message",
-        "created_at", "updated_at", "completed_at", "result",
+        "event_id",
+        "event_type",
+        "source",
+        "status",
+        "payload",
+        "attempts",
+        "error_message",
+        "created_at",
+        "updated_at",
+        "completed_at",
+        "result",
     } <= body.keys()
     assert body["event_id"] == event_id
     assert body["event_type"] == "payment_failed"
@@ -164,7 +175,12 @@ def test_get_shows_the_result_and_history_once_completed(client, config):
     assert body["error_message"] is None
     result = body["result"]
     assert result.keys() == {
-        "severity", "classification_reason", "recommendation", "should_escalate", "rule", "processed_at",
+        "severity",
+        "classification_reason",
+        "recommendation",
+        "should_escalate",
+        "rule",
+        "processed_at",
     }
     assert result["severity"] == "CRITICAL"
     assert result["should_escalate"] is True
@@ -343,7 +359,8 @@ def test_listing_reads_the_primary_key_backwards_not_the_whole_table(conn):
     plan = conn.execute("EXPLAIN (FORMAT JSON) " + QUERIES["list_events"], params).fetchone()
     nodes = list(_plan_nodes(plan["QUERY PLAN"][0]["Plan"]))
     assert any(
-        n.get("Index Name") == "events_pkey" and n.get("Scan Direction") == "Backward" for n in nodes
+        n.get("Index Name") == "events_pkey" and n.get("Scan Direction") == "Backward"
+        for n in nodes
     ), nodes
     assert not any(n["Node Type"] in ("Seq Scan", "Sort") for n in nodes), nodes
 
@@ -352,7 +369,9 @@ def test_ids_order_events_by_insert_time_within_a_millisecond(conn):
     # Listing and its cursor rely on this: the sub-millisecond bits of the id
     # follow the clock, so back-to-back inserts come out in order.
     ids = [
-        conn.execute("INSERT INTO events (event_type) VALUES ('tick') RETURNING id").fetchone()["id"]
+        conn.execute("INSERT INTO events (event_type) VALUES ('tick') RETURNING id").fetchone()[
+            "id"
+        ]
         for _ in range(200)
     ]
     assert ids == sorted(ids)
@@ -401,7 +420,10 @@ def test_list_filters_by_status_and_event_type(client, config):
         ("cursor=not-a-cursor!", "cursor"),
         ("cursor=" + "bm90IGEgY3Vyc29y", "cursor"),  # base64 of "not a cursor"
         # The (created_at|id) cursor used before migration 0004.
-        ("cursor=MjAyNi0xMS0yNVQxOTowMDowMCswMDowMHwwMWEyMTQzNS1iMTNiLTdlMDQtYmRkMC1mMzEwNzM4ZDczMjI", "cursor"),
+        (
+            "cursor=MjAyNi0xMS0yNVQxOTowMDowMCswMDowMHwwMWEyMTQzNS1iMTNiLTdlMDQtYmRkMC1mMzEwNzM4ZDczMjI",
+            "cursor",
+        ),
         ("status=done", "status"),
         ("limit=0", "limit"),
         ("limit=-5", "limit"),
@@ -487,28 +509,62 @@ BAD_BODIES = [
     ("null-body", b"null", JSON, 422, None),
     ("missing-event-type", b'{"payload": {}}', JSON, 422, "event_type"),
     ("empty-event-type", b'{"event_type": ""}', JSON, 422, "event_type"),
-    ("overlong-event-type", json.dumps({"event_type": "a" * 101}).encode(), JSON, 422, "event_type"),
+    (
+        "overlong-event-type",
+        json.dumps({"event_type": "a" * 101}).encode(),
+        JSON,
+        422,
+        "event_type",
+    ),
     ("ill-formed-event-type", b'{"event_type": "Payment Failed"}', JSON, 422, "event_type"),
     ("event-type-not-a-string", b'{"event_type": 7}', JSON, 422, "event_type"),
     # Python's "$" also matches before a final newline; PostgreSQL's CHECK does not.
-    ("event-type-trailing-newline", b'{"event_type": "payment_failed\\n"}', JSON, 422, "event_type"),
+    (
+        "event-type-trailing-newline",
+        b'{"event_type": "payment_failed\\n"}',
+        JSON,
+        422,
+        "event_type",
+    ),
     ("payload-array", b'{"event_type": "x", "payload": [1, 2]}', JSON, 422, "payload"),
     ("payload-string", b'{"event_type": "x", "payload": "hello"}', JSON, 422, "payload"),
     ("source-not-a-string", b'{"event_type": "x", "source": 5}', JSON, 422, "source"),
     ("empty-source", b'{"event_type": "x", "source": ""}', JSON, 422, "source"),
-    ("overlong-source", json.dumps({"event_type": "x", "source": "s" * 201}).encode(), JSON, 422, "source"),
-    ("amount-wrong-type", b'{"event_type": "payment_failed", "payload": {"amount": "lots"}}', JSON, 422,
-     "payload"),
+    (
+        "overlong-source",
+        json.dumps({"event_type": "x", "source": "s" * 201}).encode(),
+        JSON,
+        422,
+        "source",
+    ),
+    (
+        "amount-wrong-type",
+        b'{"event_type": "payment_failed", "payload": {"amount": "lots"}}',
+        JSON,
+        422,
+        "payload",
+    ),
     ("nan", b'{"event_type": "x", "payload": {"v": NaN}}', JSON, 400, None),
     ("infinity", b'{"event_type": "x", "payload": {"v": Infinity}}', JSON, 400, None),
     ("minus-infinity", b'{"event_type": "x", "payload": {"v": -Infinity}}', JSON, 400, None),
     ("overflowing-number", b'{"event_type": "x", "payload": {"v": 1e400}}', JSON, 400, None),
-    ("nul-in-string", b'{"event_type": "x", "payload": {"v": "a\\u0000b"}}', JSON, 422, "payload.v"),
+    (
+        "nul-in-string",
+        b'{"event_type": "x", "payload": {"v": "a\\u0000b"}}',
+        JSON,
+        422,
+        "payload.v",
+    ),
     ("nul-in-key", b'{"event_type": "x", "payload": {"a\\u0000": 1}}', JSON, 422, "payload"),
     ("lone-surrogate", b'{"event_type": "x", "payload": {"v": "\\ud800"}}', JSON, 422, "payload.v"),
     ("invalid-utf8", b'{"event_type": "x", "payload": {"v": "\xff\xfe"}}', JSON, 400, None),
-    ("deep-nesting", b'{"event_type": "x", "payload": {"v": ' + b"[" * 5000 + b"]" * 5000 + b"}}", JSON,
-     None, None),
+    (
+        "deep-nesting",
+        b'{"event_type": "x", "payload": {"v": ' + b"[" * 5000 + b"]" * 5000 + b"}}",
+        JSON,
+        None,
+        None,
+    ),
     ("form-encoded", b"event_type=x&payload=y", "application/x-www-form-urlencoded", 415, None),
     ("no-content-type", json.dumps(PAYMENT).encode(), None, 415, None),
     ("text-plain", json.dumps(PAYMENT).encode(), "text/plain", 415, None),
@@ -522,7 +578,9 @@ BAD_BODIES = [
     [case[1:] for case in BAD_BODIES],
     ids=[case[0] for case in BAD_BODIES],
 )
-def test_bad_input_is_a_clear_4xx_and_stores_nothing(client, conn, body, content_type, status, field):
+def test_bad_input_is_a_clear_4xx_and_stores_nothing(
+    client, conn, body, content_type, status, field
+):
     headers = {"Content-Type": content_type} if content_type else {}
 
     response = client.post("/events", data=body, headers=headers)
@@ -583,7 +641,9 @@ def test_wrong_method_on_one_event_is_405(client):
 
 def test_database_down_is_503_fast_and_the_api_recovers(make_app, database_url):
     with tcp_proxy.TcpProxy(tcp_proxy.upstream_of(database_url)) as proxy:
-        app = make_app(database_url=tcp_proxy.url_through(database_url, proxy.port), pool_timeout=2.0)
+        app = make_app(
+            database_url=tcp_proxy.url_through(database_url, proxy.port), pool_timeout=2.0
+        )
         client = app.test_client()
         event_id = post_event(client).get_json()["event_id"]
         assert client.get(f"/events/{event_id}").status_code == 200

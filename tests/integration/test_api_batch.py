@@ -31,7 +31,14 @@ def test_a_batch_is_stored_in_request_order_with_one_notify(client, conn, databa
 
 
 def test_one_invalid_event_rejects_the_whole_batch_and_names_it(client, conn):
-    body = {"events": [_item(1), {"event_type": "Bad Type"}, _item(3), _item(4, payload={"amount": "lots"})]}
+    body = {
+        "events": [
+            _item(1),
+            {"event_type": "Bad Type"},
+            _item(3),
+            _item(4, payload={"amount": "lots"}),
+        ]
+    }
     response = client.post("/events/batch", json=body)
 
     problem = assert_problem(response, 422)
@@ -43,7 +50,14 @@ def test_one_invalid_event_rejects_the_whole_batch_and_names_it(client, conn):
 
 @pytest.mark.parametrize(
     "body",
-    [{"events": []}, {"events": [_item(1)] * 1001}, {"events": "nope"}, {}, [_item(1)], {"events": [1]}],
+    [
+        {"events": []},
+        {"events": [_item(1)] * 1001},
+        {"events": "nope"},
+        {},
+        [_item(1)],
+        {"events": [1]},
+    ],
 )
 def test_malformed_batches_are_422_and_store_nothing(client, conn, body):
     assert_problem(client.post("/events/batch", json=body), 422)
@@ -62,7 +76,9 @@ def test_per_event_idempotency_keys(client, conn):
     original = first.get_json()["events"][0]["event_id"]
 
     # A retry of the keyed event, next to a new one: the old event comes back, not created.
-    second = client.post("/events/batch", json={"events": [_item(1, idempotency_key="a"), _item(3)]})
+    second = client.post(
+        "/events/batch", json={"events": [_item(1, idempotency_key="a"), _item(3)]}
+    )
     assert second.status_code == 202
     answers = second.get_json()["events"]
     assert answers[0] == {"event_id": original, "status": "queued", "created": False}
@@ -92,7 +108,8 @@ def test_a_key_shared_with_the_single_endpoint(client, conn):
 
 def test_a_key_repeated_inside_one_batch(client, conn):
     same = client.post(
-        "/events/batch", json={"events": [_item(1, idempotency_key="k"), _item(1, idempotency_key="k")]}
+        "/events/batch",
+        json={"events": [_item(1, idempotency_key="k"), _item(1, idempotency_key="k")]},
     )
     assert same.status_code == 202
     first, second = same.get_json()["events"]
@@ -100,7 +117,8 @@ def test_a_key_repeated_inside_one_batch(client, conn):
     assert (first["created"], second["created"]) == (True, False)
 
     different = client.post(
-        "/events/batch", json={"events": [_item(1, idempotency_key="j"), _item(2, idempotency_key="j")]}
+        "/events/batch",
+        json={"events": [_item(1, idempotency_key="j"), _item(2, idempotency_key="j")]},
     )
     problem = assert_problem(different, 422)
     assert "idempotency_key" in problem["errors"]["events"]["1"]
@@ -109,7 +127,9 @@ def test_a_key_repeated_inside_one_batch(client, conn):
 
 @pytest.mark.parametrize("key", ["", "k" * 256, "tab\there"])
 def test_an_invalid_per_event_key_is_422(client, conn, key):
-    assert_problem(client.post("/events/batch", json={"events": [_item(1, idempotency_key=key)]}), 422)
+    assert_problem(
+        client.post("/events/batch", json={"events": [_item(1, idempotency_key=key)]}), 422
+    )
     assert count_events(conn) == 0
 
 

@@ -184,9 +184,7 @@ def test_the_bare_endpoint_stores_the_event_once_and_answers_its_id(database_url
 
         assert response.status_code == 202, response.text
         rows = conn.execute("SELECT id, event_type, source, payload, status FROM events").fetchall()
-        assert rows == [
-            {"id": uuid.UUID(response.json["event_id"]), **body, "status": "queued"}
-        ]
+        assert rows == [{"id": uuid.UUID(response.json["event_id"]), **body, "status": "queued"}]
     finally:
         app.extensions["eventflo_bare_pool"].close()
 

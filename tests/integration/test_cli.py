@@ -147,7 +147,9 @@ def test_stats_on_an_empty_queue(invoke):
 def _watching(database_url, *args):
     """``eventflo stats --watch`` as a process; killed at the end if the test left it running."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("EVENTFLO_")}
-    env.update(EVENTFLO_DATABASE_URL=database_url, EVENTFLO_WORKER_TIMEOUT="30", PYTHONUNBUFFERED="1")
+    env.update(
+        EVENTFLO_DATABASE_URL=database_url, EVENTFLO_WORKER_TIMEOUT="30", PYTHONUNBUFFERED="1"
+    )
     watch = subprocess.Popen(
         [sys.executable, "-m", "eventflo", "stats", "--watch", *args],
         env=env,
@@ -201,7 +203,10 @@ def test_stats_watch_refreshes_until_ctrl_c_then_exits_zero(database_url, conn, 
 
 def test_stats_watch_shows_an_outage_and_recovers_by_itself(database_url):
     with tcp_proxy.TcpProxy(tcp_proxy.upstream_of(database_url)) as proxy:
-        with _watching(tcp_proxy.url_through(database_url, proxy.port), "--interval", "0.2") as watch:
+        with _watching(
+            tcp_proxy.url_through(database_url, proxy.port), "--interval", "0.2"
+        ) as watch:
+
             def read_until(text):
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
@@ -265,12 +270,27 @@ def test_workers_lists_live_and_silent_workers(invoke, registered):
     lines = result.output.splitlines()
     assert lines[0] == "1 live, 1 silent (no heartbeat for over 30 s)"
     assert lines[2].split() == [
-        "id", "host", "pid", "started", "(UTC)", "last", "seen", "completed", "failed", "state"
+        "id",
+        "host",
+        "pid",
+        "started",
+        "(UTC)",
+        "last",
+        "seen",
+        "completed",
+        "failed",
+        "state",
     ]
     rows = {line.split()[0]: line.split() for line in lines[3:]}
     assert set(rows) == {"host-a:11:aaaaaa", "host-b:22:bbbbbb"}
     live = rows["host-a:11:aaaaaa"]
-    assert (live[1], live[2], live[-3], live[-2], live[-1]) == ("host-a", "11", "1,234", "5", "live")
+    assert (live[1], live[2], live[-3], live[-2], live[-1]) == (
+        "host-a",
+        "11",
+        "1,234",
+        "5",
+        "live",
+    )
     silent = rows["host-b:22:bbbbbb"]
     assert silent[-1] == "silent"
     assert " ".join(silent[5:8]) == "2 min ago"
@@ -301,8 +321,16 @@ def test_workers_json(invoke, database_url, registered):
     assert live["stopped_at"] is None and 0 <= live["seen_seconds_ago"] < 30
     assert dt.datetime.fromisoformat(by_id["host-c:33:cccccc"]["stopped_at"]).tzinfo is not None
     assert set(live) == {
-        "id", "host", "pid", "started_at", "last_seen_at", "stopped_at",
-        "completed", "failed", "seen_seconds_ago", "state",
+        "id",
+        "host",
+        "pid",
+        "started_at",
+        "last_seen_at",
+        "stopped_at",
+        "completed",
+        "failed",
+        "seen_seconds_ago",
+        "state",
     }
 
 

@@ -169,9 +169,14 @@ def test_an_abandoned_transaction_is_ended_by_the_server(make_app, conn):
             time.sleep(1.0)  # idle in transaction, past the timeout
             pooled.execute("SELECT 1")
     # The server ended that session: it no longer pins the vacuum horizon.
-    wait_until(lambda: conn.execute(
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = %s", [pid]
-    ).fetchone()["n"] == 0)
+    wait_until(
+        lambda: (
+            conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = %s", [pid]
+            ).fetchone()["n"]
+            == 0
+        )
+    )
     # The pool replaces the broken connection; the API goes on.
     assert app.test_client().get("/events").status_code == 200
 

@@ -65,16 +65,15 @@ def _explodes(payload):
 _TABLE = table_with_a_rule_that_runs(_explodes)
 
 
-def test_one_json_line_per_state_change_with_ids_attempt_and_duration_and_no_payload(
-    config, conn
-):
+def test_one_json_line_per_state_change_with_ids_attempt_and_duration_and_no_payload(config, conn):
     completed = _insert(conn, "payment_failed", {"amount": 1500, "card": SECRET})
     rule_error = _insert(conn, "payment_failed", {"amount": SECRET})  # the rule quotes the value
     flaky = _insert(conn, "boom", {"secret": SECRET})
     settings = dataclasses.replace(config, max_attempts=2, retry_base_seconds=0.01)
-    with _json_log(logging.INFO) as buffer, contextlib.closing(
-        Worker(settings, rule_table=_TABLE)
-    ) as worker:
+    with (
+        _json_log(logging.INFO) as buffer,
+        contextlib.closing(Worker(settings, rule_table=_TABLE)) as worker,
+    ):
         assert worker.run_once() == 3
         conn.execute("UPDATE events SET run_at = now() WHERE id = %s", [flaky])  # skip the back-off
         assert worker.run_once() == 1
@@ -166,7 +165,11 @@ def test_a_worker_process_logs_json_lines_when_asked(database_url, conn, tmp_pat
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log_file:
         worker = subprocess.Popen(
-            [sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, "worker.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 30

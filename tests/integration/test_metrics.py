@@ -41,7 +41,9 @@ def test_figures_follow_the_events_through_the_queue(client, config, conn):
     post_event(client, {"event_type": "payment_failed", "payload": {"amount": 5000}})
     post_event(client, {"event_type": "payment_failed", "payload": {"amount": 10}})
     post_event(client, {"event_type": "user_signup", "payload": {}})
-    conn.execute("UPDATE events SET created_at = created_at - interval '2 seconds', run_at = run_at - interval '2 seconds'")
+    conn.execute(
+        "UPDATE events SET created_at = created_at - interval '2 seconds', run_at = run_at - interval '2 seconds'"
+    )
 
     queued = _scrape(client)
     assert _one(queued, "eventflo_events", status="queued") == 3
@@ -52,9 +54,22 @@ def test_figures_follow_the_events_through_the_queue(client, config, conn):
     done = _scrape(client)
     assert _one(done, "eventflo_events", status="completed") == 3
     assert _one(done, "eventflo_queue_depth") == 0
-    assert _one(done, "eventflo_events_completed_total", event_type="payment_failed", severity="CRITICAL") == 1
-    assert _one(done, "eventflo_events_completed_total", event_type="payment_failed", severity="HIGH") == 1
-    assert _one(done, "eventflo_events_completed_total", event_type="user_signup", severity="LOW") == 1
+    assert (
+        _one(
+            done,
+            "eventflo_events_completed_total",
+            event_type="payment_failed",
+            severity="CRITICAL",
+        )
+        == 1
+    )
+    assert (
+        _one(done, "eventflo_events_completed_total", event_type="payment_failed", severity="HIGH")
+        == 1
+    )
+    assert (
+        _one(done, "eventflo_events_completed_total", event_type="user_signup", severity="LOW") == 1
+    )
     # Each took at least the 2 s its created_at was moved back.
     assert _one(done, "eventflo_event_latency_seconds_count") == 3
     assert _one(done, "eventflo_event_latency_seconds_bucket", le="1") == 0
@@ -64,7 +79,7 @@ def test_figures_follow_the_events_through_the_queue(client, config, conn):
 
 def test_failed_events_are_counted_by_type(client, config, conn):
     post_event(client, {"event_type": "sla_breach", "payload": {}})
-    conn.execute("UPDATE events SET payload = '{\"minutes_over\": \"lots\"}'")  # a rule error
+    conn.execute('UPDATE events SET payload = \'{"minutes_over": "lots"}\'')  # a rule error
     run_worker_until_idle(config)
     assert _one(_scrape(client), "eventflo_events_failed_total", event_type="sla_breach") == 1
 

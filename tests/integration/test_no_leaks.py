@@ -19,8 +19,16 @@ UNREACHABLE = f"postgresql://eventflo:{SECRET}@127.0.0.1:1/eventflo_db"
 
 
 def _no_internals(text: str) -> None:
-    internals = (SECRET, "Traceback", 'File "', "SELECT ", "INSERT ", "psycopg", "127.0.0.1:1",
-                 "eventflo_db")
+    internals = (
+        SECRET,
+        "Traceback",
+        'File "',
+        "SELECT ",
+        "INSERT ",
+        "psycopg",
+        "127.0.0.1:1",
+        "eventflo_db",
+    )
     for internal in internals:
         assert internal not in text, f"{internal!r} leaked: {text}"
 

@@ -367,8 +367,17 @@ def test_purge_beside_a_worker_and_a_replay_deletes_only_old_finished_events(con
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFLO_")}
     env["EVENTFLO_DATABASE_URL"] = config.database_url
     purge = subprocess.Popen(
-        [sys.executable, "-m", "eventflo", "purge", "--yes", "--batch-size", "5",
-         "--pause", "0.01"],
+        [
+            sys.executable,
+            "-m",
+            "eventflo",
+            "purge",
+            "--yes",
+            "--batch-size",
+            "5",
+            "--pause",
+            "0.01",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -251,7 +251,12 @@ def _claim_buffers(conn, not_before):
     """Shared buffers the claim's index scan touches (a deterministic measure of its work)."""
     plan = conn.execute(
         "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + QUERIES["claim_events"],
-        {"worker_id": "explain", "batch_size": 10, "lease_seconds": LEASE, "not_before": not_before},
+        {
+            "worker_id": "explain",
+            "batch_size": 10,
+            "lease_seconds": LEASE,
+            "not_before": not_before,
+        },
     ).fetchone()["QUERY PLAN"][0]["Plan"]
     (scan,) = [n for n in _plan_nodes(plan) if n.get("Index Name") == "events_claim_idx"]
     return scan["Shared Hit Blocks"] + scan["Shared Read Blocks"]

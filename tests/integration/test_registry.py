@@ -141,15 +141,17 @@ def test_heartbeats_survive_a_database_outage(config, conn, database_url):
             assert thread.is_alive(), "the worker died with the database"
             assert _row(conn, worker.worker_id)["last_seen_at"] == last
             proxy.restore()
-            assert poll_until(
-                lambda: _row(conn, worker.worker_id)["last_seen_at"] > last, 20
-            ), "no heartbeat after the database came back"
+            assert poll_until(lambda: _row(conn, worker.worker_id)["last_seen_at"] > last, 20), (
+                "no heartbeat after the database came back"
+            )
             (event_id,) = _insert(conn)
             assert poll_until(
-                lambda: conn.execute(
-                    "SELECT status FROM events WHERE id = %s", [event_id]
-                ).fetchone()["status"]
-                == "completed",
+                lambda: (
+                    conn.execute("SELECT status FROM events WHERE id = %s", [event_id]).fetchone()[
+                        "status"
+                    ]
+                    == "completed"
+                ),
                 20,
             )
     assert _row(conn, worker.worker_id)["stopped_at"] is not None
@@ -250,7 +252,11 @@ def test_rescue_releases_a_stopped_workers_leases_at_once(conn):
         )
         assert entry["error"] == "lease released: worker worker-stopped stopped"
         event = conn.execute("SELECT * FROM events WHERE id = %s", [event_id]).fetchone()
-        assert (event["status"], event["locked_by"], event["locked_until"]) == ("queued", None, None)
+        assert (event["status"], event["locked_by"], event["locked_until"]) == (
+            "queued",
+            None,
+            None,
+        )
     held = conn.execute(
         "SELECT id, locked_by FROM events WHERE status = 'processing' ORDER BY id"
     ).fetchall()
@@ -277,9 +283,10 @@ def test_rescue_releases_a_silent_workers_leases_and_says_for_how_long(conn):
         assert row["reason"].startswith("lease released: worker worker-silent silent for ")
         seconds = int(row["reason"].split("silent for ")[1].removesuffix(" s"))
         assert 45 <= seconds < 60
-    assert [r["id"] for r in conn.execute(
-        "SELECT id FROM events WHERE status = 'processing'"
-    ).fetchall()] == quiet_ids
+    assert [
+        r["id"]
+        for r in conn.execute("SELECT id FROM events WHERE status = 'processing'").fetchall()
+    ] == quiet_ids
 
     # The quiet worker goes silent too once the timeout is shorter than its silence.
     assert [r["id"] for r in _rescue(conn, worker_timeout=5.0)] == quiet_ids
@@ -344,7 +351,9 @@ def test_a_released_worker_that_comes_back_writes_nothing_for_what_it_lost(conn)
         conn, worker_id="worker-a", verdicts=verdicts, failures=[], max_attempts=5, backoffs=[]
     )
     assert finished == queue.Finished(completed=[], retried=[], failed=[])
-    event = conn.execute("SELECT status, locked_by FROM events WHERE id = %s", [event_id]).fetchone()
+    event = conn.execute(
+        "SELECT status, locked_by FROM events WHERE id = %s", [event_id]
+    ).fetchone()
     assert (event["status"], event["locked_by"]) == ("processing", "worker-b")
 
 
@@ -360,10 +369,12 @@ def test_a_running_worker_releases_a_silent_workers_claims_long_before_the_lease
     started = time.monotonic()
     with running(worker):
         done = poll_until(
-            lambda: conn.execute("SELECT status FROM events WHERE id = %s", [event_id]).fetchone()[
-                "status"
-            ]
-            == "completed",
+            lambda: (
+                conn.execute("SELECT status FROM events WHERE id = %s", [event_id]).fetchone()[
+                    "status"
+                ]
+                == "completed"
+            ),
             10,
         )
         assert done, "the silent worker's claim was not released"

@@ -13,7 +13,9 @@ def _insert(conn, **columns):
     columns.setdefault("event_type", "payment_failed")
     names = ", ".join(columns)
     marks = ", ".join(f"%({name})s" for name in columns)
-    return conn.execute(f"INSERT INTO events ({names}) VALUES ({marks}) RETURNING *", columns).fetchone()
+    return conn.execute(
+        f"INSERT INTO events ({names}) VALUES ({marks}) RETURNING *", columns
+    ).fetchone()
 
 
 def test_defaults_make_a_queued_event_with_a_time_ordered_uuid(conn):

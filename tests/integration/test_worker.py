@@ -184,7 +184,9 @@ def test_an_unexpected_rule_exception_retries_with_back_off_then_fails(config, c
 
 def test_a_rule_error_fails_the_event_at_once(config, conn):
     event_id = _insert(conn, "boom")
-    table = table_with_a_rule_that_runs(_raises(rules.RuleError("payload.amount must be a finite number")))
+    table = table_with_a_rule_that_runs(
+        _raises(rules.RuleError("payload.amount must be a finite number"))
+    )
     with _closing(Worker(config, rule_table=table)) as worker:
         assert worker.run_once() == 1
         assert worker.run_once() == 0

@@ -17,7 +17,12 @@ def test_ordinary_json_parses():
 @pytest.mark.parametrize(
     "body",
     [
-        b"{", b"", b'{"a": NaN}', b'{"a": Infinity}', b'{"a": -Infinity}', b'{"a": 1e400}',
+        b"{",
+        b"",
+        b'{"a": NaN}',
+        b'{"a": Infinity}',
+        b'{"a": -Infinity}',
+        b'{"a": 1e400}',
         b"\xff\xfe{}",
     ],
 )

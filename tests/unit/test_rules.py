@@ -88,7 +88,9 @@ json_values = st.recursive(
     | st.integers(min_value=10**308)  # beyond any double: must not overflow
     | st.floats(allow_nan=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 event_types = st.sampled_from(["payment_failed", "sla_breach", "system_error", "user_signup"])
