@@ -190,36 +190,30 @@ class Snapshot:
 def read(
     conn: psycopg.Connection[dict[str, Any]], filters: Filters, *, worker_timeout: float
 ) -> Snapshot:
-    """Read the page in one read-only snapshot."""
-    try:
-        with conn.transaction():
-            events.read_one_snapshot(conn)
-            now = conn.execute(QUERIES["now"]).fetchone()["now"]  # type: ignore[index]
-            counts: collections.Counter[str] = collections.Counter()
-            per_minute: collections.Counter[dt.datetime] = collections.Counter()
-            for row in conn.execute(
-                QUERIES["status_counts_and_throughput"], {"minutes": THROUGHPUT_MINUTES}
-            ):
-                counts[row["status"]] += row["events"]
-                if row["minute"] is not None:
-                    per_minute[row["minute"]] += row["events"]
-            oldest = conn.execute(QUERIES["oldest_due_queued"]).fetchone()
-            # The registry's own reading, as `eventflo workers` shows it.
-            running = registry.list_workers(conn, timeout=worker_timeout)
-            recent = conn.execute(
-                QUERIES["recent_events"],
-                {"status": filters.status, "event_type": filters.event_type, "limit": RECENT_LIMIT},
-            ).fetchall()
-            failed = conn.execute(QUERIES["failed_events"], {"limit": FAILED_LIMIT}).fetchall()
-            types = [
-                row["event_type"]
-                for row in conn.execute(QUERIES["recent_event_types"], {"scan": TYPE_SCAN})
-            ]
-    except psycopg.errors.UndefinedTable as exc:
-        raise SchemaNotCurrent(
-            f"The database lacks a table this version needs ({exc.diag.message_primary}); "
-            "run `eventflo migrate`."
-        ) from exc
+    """Read the page in one read-only snapshot (no schema yet: SchemaNotCurrent, from db)."""
+    with conn.transaction():
+        events.read_one_snapshot(conn)
+        now = conn.execute(QUERIES["now"]).fetchone()["now"]  # type: ignore[index]
+        counts: collections.Counter[str] = collections.Counter()
+        per_minute: collections.Counter[dt.datetime] = collections.Counter()
+        for row in conn.execute(
+            QUERIES["status_counts_and_throughput"], {"minutes": THROUGHPUT_MINUTES}
+        ):
+            counts[row["status"]] += row["events"]
+            if row["minute"] is not None:
+                per_minute[row["minute"]] += row["events"]
+        oldest = conn.execute(QUERIES["oldest_due_queued"]).fetchone()
+        # The registry's own reading, as `eventflo workers` shows it.
+        running = registry.list_workers(conn, timeout=worker_timeout)
+        recent = conn.execute(
+            QUERIES["recent_events"],
+            {"status": filters.status, "event_type": filters.event_type, "limit": RECENT_LIMIT},
+        ).fetchall()
+        failed = conn.execute(QUERIES["failed_events"], {"limit": FAILED_LIMIT}).fetchall()
+        types = [
+            row["event_type"]
+            for row in conn.execute(QUERIES["recent_event_types"], {"scan": TYPE_SCAN})
+        ]
     if filters.event_type and filters.event_type not in types:
         types = sorted([*types, filters.event_type])
     return Snapshot(

@@ -98,11 +98,15 @@ def create_pool(
 
 
 @contextlib.contextmanager
-def borrow(pool: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection[dict[str, object]]]:
-    """A pooled connection; an unreachable database becomes DatabaseUnavailable (a 503)."""
+def translate_errors() -> Iterator[None]:
+    """Turn the driver's errors that mean "the database, not you" into EventFlo's own.
+
+    The one place where psycopg's vocabulary becomes the domain's: the API
+    maps these to 503s, the CLI to one-line errors. Every other psycopg error
+    is a bug and passes through unchanged.
+    """
     try:
-        with pool.connection() as conn:
-            yield conn
+        yield
     except psycopg_pool.PoolTimeout as exc:
         raise errors.DatabaseUnavailable("no database connection became available in time") from exc
     except psycopg.errors.QueryCanceled as exc:
@@ -115,5 +119,17 @@ def borrow(pool: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection[dic
         raise errors.DatabaseUnavailable(
             "the database accepts no writes now (a standby, or read-only mode)"
         ) from exc
+    except psycopg.errors.UndefinedTable as exc:
+        raise errors.SchemaNotCurrent(
+            f"the database lacks a table this version needs ({exc.diag.message_primary});"
+            " run `eventflo migrate`"
+        ) from exc
     except psycopg.OperationalError as exc:
         raise errors.DatabaseUnavailable("the database connection failed") from exc
+
+
+@contextlib.contextmanager
+def borrow(pool: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection[dict[str, object]]]:
+    """A pooled connection; database trouble becomes DatabaseUnavailable or SchemaNotCurrent."""
+    with translate_errors(), pool.connection() as conn:
+        yield conn

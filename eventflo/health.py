@@ -14,10 +14,9 @@ from typing import Any
 
 import flask
 import marshmallow as ma
-import psycopg
 from flask_smorest import Blueprint
 
-from eventflo import auth, db, migrate
+from eventflo import auth, db, errors, migrate
 from eventflo.errors import EventFloError, problem_response
 from eventflo.sql import QUERIES
 
@@ -62,7 +61,7 @@ def readyz() -> Any:
     try:
         with db.borrow(flask.current_app.extensions["eventflo"].pool) as conn:
             applied = {row["migration_id"] for row in conn.execute(QUERIES["applied_migrations"])}
-    except psycopg.errors.UndefinedTable:
+    except errors.SchemaNotCurrent:
         raise NotReady("The database has no schema yet; run `eventflo migrate`.") from None
     pending = [migration for migration in known if migration not in applied]
     if pending:
