@@ -54,7 +54,7 @@ def install_graceful_stop(
 
 
 def ignore_terminal_interrupt() -> None:
-    """For a child whose parent stops it: Ctrl-C reaches the whole process group, the parent acts."""
+    """For a child whose parent stops it: Ctrl-C reaches the whole group, the parent acts."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
