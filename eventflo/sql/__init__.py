@@ -7,24 +7,32 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from importlib import resources
+from types import MappingProxyType
+from typing import LiteralString, cast
 
 _BLOCK_HEADER = re.compile(r"^-- name: (\w+)\n", re.MULTILINE)
 
 
-def _load(text: str, filename: str = "queries.sql") -> dict[str, str]:
+# A query's text as psycopg's typing wants it: a LiteralString. The files are
+# part of the package, never user input, which is what LiteralString stands for.
+Queries = Mapping[str, LiteralString]
+
+
+def _load(text: str, filename: str = "queries.sql") -> Queries:
     """Split the file on ``-- name:`` headers; everything up to the next header is the query."""
     parts = _BLOCK_HEADER.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
-    queries: dict[str, str] = {}
+    queries: dict[str, LiteralString] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         if name in queries:
             raise ValueError(f"query {name!r} is defined twice in {filename}")
-        queries[name] = body.strip().rstrip(";")
-    return queries
+        queries[name] = cast(LiteralString, body.strip().rstrip(";"))
+    return MappingProxyType(queries)
 
 
-def load(filename: str) -> dict[str, str]:
+def load(filename: str) -> Queries:
     """The named blocks of one ``.sql`` file of this package."""
     text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
     return _load(text, filename)
