@@ -7,6 +7,7 @@ are refused); ``restore()`` listens again on the same port. The upstream is a
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -42,7 +43,7 @@ def url_through(url: str, proxy_port: int) -> str:
 
 
 class TcpProxy:
-    """Forwards connections from 127.0.0.1:``port`` to ``upstream``, at most ``max_connections`` at once."""
+    """Forwards connections from 127.0.0.1:``port`` to ``upstream``, ``max_connections`` at once."""
 
     def __init__(self, upstream: Upstream, *, max_connections: int = 32) -> None:
         self.upstream = upstream
@@ -164,7 +165,5 @@ class TcpProxy:
 
 
 def _shutdown(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already closed or never connected
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed or never connected

@@ -37,7 +37,8 @@ def test_every_gunicorn_process_reports_the_same_figures(api, children, conn):
     assert completed["eventflo_events[('status', 'completed')]"] == 3
     assert (
         completed[
-            "eventflo_events_completed_total[('event_type', 'payment_failed'), ('severity', 'HIGH')]"
+            "eventflo_events_completed_total"
+            "[('event_type', 'payment_failed'), ('severity', 'HIGH')]"
         ]
         == 2
     )

@@ -20,7 +20,7 @@ MakeApp = Callable[..., flask.Flask]
 
 @pytest.fixture
 def make_app(config: Config) -> Iterator[MakeApp]:
-    """Build apps on the test's database, with settings overridden per call; closes their pools and watchers."""
+    """Apps on the test's database, with per-call settings; closes their pools and watchers."""
     apps: list[flask.Flask] = []
 
     def make(**overrides: Any) -> flask.Flask:
