@@ -28,10 +28,10 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from eventflo import keys, migrate
-from eventflo.sql import load
+from eventflo import keys, migrate, sql
 
-QUERIES = load("bench.sql")
+# The bench's own queries, kept beside it: nothing in the product runs them.
+QUERIES = sql.load("queries.sql", package=__name__)
 
 # Mode name -> the module that implements it, in the order a report lists them.
 MODES: Mapping[str, str] = {
