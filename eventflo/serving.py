@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import flask
@@ -14,23 +13,35 @@ from eventflo.config import Config
 # client that sends its API key as `curl -u KEY:` would have it logged.
 ACCESS_LOG_FORMAT = '%(h)s %(l)s - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
-# Builds the WSGI app in each gunicorn worker, after the fork.
-AppFactory = Callable[[Config], flask.Flask]
+
+def gunicorn_options(*, bind: str, workers: int, threads: int) -> dict[str, Any]:
+    """The gunicorn settings ``eventflo serve`` runs with, for a bind address and pool sizes.
+
+    Public so that another server of the same WSGI stack (a comparison's
+    yardstick, say) can be started with exactly these settings.
+    """
+    return {
+        "bind": bind,
+        "workers": workers,
+        # gthread: a long-poll (GET ?wait=) holds a thread, not a whole process.
+        "worker_class": "gthread",
+        "threads": threads,
+        "accesslog": "-",
+        "access_log_format": ACCESS_LOG_FORMAT,
+        "graceful_timeout": 30,
+        "proc_name": "eventflo-api",
+        # gunicorn 27's control socket defaults to one path per user, so a
+        # second instance would take it over; EventFlo does not use it.
+        "control_socket_disable": True,
+    }
 
 
-def _create_eventflo_app(config: Config) -> flask.Flask:
-    from eventflo import create_app
-
-    return create_app(config)
-
-
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
+class _Gunicorn(BaseApplication):
     """gunicorn with our settings; each worker builds its own app (and pool) after the fork."""
 
-    def __init__(self, config: Config, options: dict[str, Any], app: AppFactory) -> None:
+    def __init__(self, config: Config, options: dict[str, Any]) -> None:
         self._config = config
         self._options = options
-        self._app = app
         super().__init__()
 
     def load_config(self) -> None:
@@ -38,37 +49,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> flask.Flask:
-        return self._app(self._config)
+        from eventflo import create_app
+
+        return create_app(self._config)
 
 
-def run_gunicorn(
-    config: Config,
-    *,
-    bind: str,
-    workers: int,
-    threads: int,
-    app: AppFactory = _create_eventflo_app,
-) -> None:
-    """Block serving until gunicorn is told to stop (SIGTERM: graceful, SIGINT: quick).
-
-    ``app`` is EventFlo's API unless given; the bench serves its bare insert
-    endpoint (``eventflo.bench.bare_api``) this way, with the same settings.
-    """
-    _Gunicorn(
-        config,
-        {
-            "bind": bind,
-            "workers": workers,
-            # gthread: a long-poll (GET ?wait=) holds a thread, not a whole process.
-            "worker_class": "gthread",
-            "threads": threads,
-            "accesslog": "-",
-            "access_log_format": ACCESS_LOG_FORMAT,
-            "graceful_timeout": 30,
-            "proc_name": "eventflo-api",
-            # gunicorn 27's control socket defaults to one path per user, so a
-            # second instance would take it over; EventFlo does not use it.
-            "control_socket_disable": True,
-        },
-        app,
-    ).run()
+def run_gunicorn(config: Config, *, bind: str, workers: int, threads: int) -> None:
+    """Block serving the API until gunicorn is told to stop (SIGTERM: graceful, SIGINT: quick)."""
+    _Gunicorn(config, gunicorn_options(bind=bind, workers=workers, threads=threads)).run()

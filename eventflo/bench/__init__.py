@@ -15,23 +15,20 @@ import dataclasses
 import importlib
 import os
 import secrets
-import signal
 import statistics
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from types import FrameType
 from typing import Any, Protocol, cast
 
 import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from eventflo import keys, migrate
-from eventflo.sql import load
+from eventflo import keys, migrate, signals, sql
 
-QUERIES = load("bench.sql")
+# The bench's own queries, kept beside it: nothing in the product runs them.
+QUERIES = sql.load("queries.sql", package=__name__)
 
 # Mode name -> the module that implements it, in the order a report lists them.
 MODES: Mapping[str, str] = {
@@ -378,23 +375,6 @@ def scratch_database(
             progress(f"scratch database {name} dropped")
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While the bench runs, SIGTERM unwinds like Ctrl-C, so the scratch database is dropped."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _environment(bench: Bench) -> Environment:
     with bench.connect("setup") as conn:
         conn.execute(QUERIES["create_payload_functions"])
@@ -449,7 +429,8 @@ def run(
     """
     modes = tuple(dict.fromkeys(modes))  # once each, in the order asked
     with (
-        _sigterm_interrupts(),
+        # SIGTERM unwinds like Ctrl-C, so the scratch database is dropped either way.
+        signals.sigterm_unwinds(),
         psycopg.connect(
             database_url,
             autocommit=True,

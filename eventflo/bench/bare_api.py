@@ -7,9 +7,9 @@ JSON body with Flask's own parser, runs one plain INSERT on an autocommit
 connection from a pool made like the API's (``db.create_pool``: same size,
 timeouts and connection check), and answers 202 with the id. The ``ingest``
 mode serves it with ``eventflo serve``'s options and gunicorn settings
-(``serving.run_gunicorn``), sends it the same bodies from the same clients,
-and reports EventFlo's rate as a fraction of this one: the part of the cost
-that is EventFlo's own, not the framework's or the database's.
+(``serving.gunicorn_options``), sends it the same bodies from the same
+clients, and reports EventFlo's rate as a fraction of this one: the part of
+the cost that is EventFlo's own, not the framework's or the database's.
 
 Only the bench runs it, in a scratch database; it is not an API to deploy::
 
@@ -18,12 +18,16 @@ Only the bench runs it, in a scratch database; it is not an API to deploy::
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 import flask
 from flask.typing import ResponseReturnValue
+from gunicorn.app.base import BaseApplication
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from eventflo import cli, db, serving
+from eventflo import db, serving
 from eventflo.bench import QUERIES
 from eventflo.config import Config
 
@@ -42,8 +46,8 @@ def create_app(config: Config) -> flask.Flask:
     @app.post("/events")
     def create_event() -> ResponseReturnValue:
         body = flask.request.get_json()
-        with pool.connection() as conn:
-            row = conn.execute(
+        with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            row = cursor.execute(
                 QUERIES["bare_insert_event"],
                 {
                     "event_type": body["event_type"],
@@ -57,16 +61,59 @@ def create_app(config: Config) -> flask.Flask:
     return app
 
 
-def _serve(host: str, port: int, workers: int, threads: int) -> None:
-    serving.run_gunicorn(
-        Config.from_env(), bind=f"{host}:{port}", workers=workers, threads=threads, app=create_app
-    )
+class BareServer(BaseApplication):
+    """gunicorn serving the bare app, one per worker after the fork, as ``eventflo serve`` does."""
+
+    def __init__(self, config: Config, options: dict[str, Any]) -> None:
+        self._config = config
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> flask.Flask:
+        return create_app(self._config)
 
 
-# ``eventflo serve``'s own options and defaults, so the two servers differ only in their app.
-main = click.Group(
-    "bare_api", commands=[click.Command("serve", params=cli.serve.params, callback=_serve)]
+def server(config: Config, *, bind: str, workers: int, threads: int) -> BareServer:
+    """The bare server with ``eventflo serve``'s gunicorn settings; only its process name differs.
+
+    The name tells the two servers apart in ``ps`` while the ingest mode runs both.
+    """
+    options = serving.gunicorn_options(bind=bind, workers=workers, threads=threads)
+    return BareServer(config, {**options, "proc_name": APPLICATION_NAME})
+
+
+# ``eventflo serve``'s options and defaults (a test holds them equal), so the
+# two servers differ only in their app.
+@click.group("bare_api")
+def main() -> None:
+    """The bench's bare insert endpoint, for the ingest mode's comparison."""
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="gunicorn worker processes.",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Threads per process.",
+)
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve POST /events of the bare app with gunicorn, until SIGTERM or SIGINT."""
+    server(Config.from_env(), bind=f"{host}:{port}", workers=workers, threads=threads).run()
+
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""The ``floor`` mode: the minimal raw-SQL worker loop of issue 3, on tables of its own.
+"""The ``floor`` mode: the minimal raw-SQL worker loop, on tables of its own.
 
 Each of W processes claims a batch with one ``UPDATE … WHERE id IN (SELECT …
 FOR UPDATE SKIP LOCKED) RETURNING``, then writes one result row per job and
@@ -13,13 +13,13 @@ timestamps (first claim to last completion).
 from __future__ import annotations
 
 import multiprocessing
-import signal
 import threading
 import time
 from multiprocessing.synchronize import Barrier
 
 import psycopg
 
+from eventflo import signals
 from eventflo.bench import (
     QUERIES,
     Bench,
@@ -31,7 +31,7 @@ from eventflo.bench import (
     rates,
 )
 
-SUMMARY = "the minimal raw-SQL claim/complete loop (issue 3) on the same events, W and B"
+SUMMARY = "the minimal raw-SQL claim/complete loop on the same events, W and B"
 
 FIGURES = (
     ("events_per_s", "events/s (DB timestamps)", "events/s"),
@@ -106,9 +106,7 @@ def verify(conn: Connection, expected: int) -> None:
 
 def _loop(url: str, batch_size: int, gate: Barrier, gate_timeout: float, worker: str) -> None:
     """One floor process: connect, wait for the others, claim and complete until none is left."""
-    signal.signal(
-        signal.SIGINT, signal.SIG_IGN
-    )  # Ctrl-C is the bench's to handle; it terminates us
+    signals.ignore_terminal_interrupt()  # Ctrl-C is the bench's to handle; it terminates us
     claim, complete = QUERIES["floor_claim"], QUERIES["floor_complete"]
     with psycopg.connect(url, autocommit=True, application_name=f"eventflo-bench {worker}") as conn:
         gate.wait(gate_timeout)

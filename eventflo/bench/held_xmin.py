@@ -4,7 +4,7 @@ A REPEATABLE READ transaction reads ``events`` once and stays open for the
 whole run, as a long report or a forgotten ``BEGIN`` in psql would. Its
 snapshot is the xmin horizon: no row version that died after it can be
 removed, so every claim and completion leaves a dead tuple in the heap (and
-dead entries in the claim index) until the end. The issue's target: the
+dead entries in the claim index) until the end. The target: the
 throughput drops by at most 25 % over a 2-minute run.
 
 Meanwhile the real workers (``eventflo worker --processes W``, started

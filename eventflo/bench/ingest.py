@@ -98,7 +98,7 @@ def ingest_once(
     batches: int,
 ) -> Sample:
     clients = bench.settings.clients
-    warmup = singles[:1] * (WARMUP_REQUESTS * clients)
+    warmup = [singles[0]] * (WARMUP_REQUESTS * clients)
     _load(bench, port, "/events", warmup, clients, 1)
     notify = _load(bench, port, "/events", singles, clients, 1)
     _load(bench, bare_port, "/events", warmup, clients, 1)

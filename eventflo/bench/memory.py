@@ -4,7 +4,7 @@ One real worker process (``eventflo worker --processes 1``, which runs the
 worker loop in that very process) drains ``--memory-events`` queued events.
 Its resident set size (``VmRSS`` in ``/proc/<pid>/status``) is read once
 ``--memory-first-events`` events are finished, and again when the queue is
-empty. The issue's target: after 200,000 events, within 10 % of the RSS
+empty. The target: after 200,000 events, within 10 % of the RSS
 after the first 10,000. The process measured is the one that finished the
 events: its pid comes from the worker id the attempts record, not from an
 assumption about how the command starts its workers. Linux only.

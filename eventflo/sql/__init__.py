@@ -1,7 +1,7 @@
 """Loads named query blocks from the ``.sql`` files here once, so Python holds no SQL strings.
 
-``QUERIES`` is the runtime's ``queries.sql``; other files (the benchmark's
-``bench.sql``) are read with ``load()``.
+``QUERIES`` is the runtime's ``queries.sql``; the other files here, and a
+package's own ``.sql`` file kept beside its code, are read with ``load()``.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ def _load(text: str, filename: str = "queries.sql") -> Queries:
     return MappingProxyType(queries)
 
 
-def load(filename: str) -> Queries:
-    """The named blocks of one ``.sql`` file of this package."""
-    text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
+def load(filename: str, package: str = __name__) -> Queries:
+    """The named blocks of one ``.sql`` file of ``package`` (by default, this one)."""
+    text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
     return _load(text, filename)
 
 

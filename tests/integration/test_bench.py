@@ -18,10 +18,11 @@ import uuid
 import psycopg
 import pytest
 from click.testing import CliRunner
+from gunicorn.app.base import BaseApplication
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from eventflo import cli, serving
+from eventflo import cli
 from eventflo.bench import BenchError, bare_api, drain
 from eventflo.config import Config
 from tests import postgres
@@ -189,27 +190,46 @@ def test_the_bare_endpoint_stores_the_event_once_and_answers_its_id(database_url
         app.extensions["eventflo_bare_pool"].close()
 
 
+def _routes(app) -> set[str]:
+    return {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+
+
 def test_the_bare_server_runs_with_the_gunicorn_settings_of_eventflo_serve(
     database_url, monkeypatch
 ):
-    """The ratio compares apps only: same options, same gunicorn configuration, another app."""
+    """The ratio compares apps only: same options and defaults, same gunicorn settings."""
     started = []
 
-    def run(self):
-        settings = {name: setting.value for name, setting in self.cfg.settings.items()}
-        started.append((settings, self._app))
+    def run(server):  # stands in for gunicorn's arbiter loop only
+        started.append(server)
 
-    monkeypatch.setattr(serving._Gunicorn, "run", run)
-    args = ["--port", "8123", "--workers", "2"]
+    monkeypatch.setattr(BaseApplication, "run", run)
+    args = ["--port", "8123", "--workers", "3"]  # --host and --threads: each command's default
     served = CliRunner().invoke(cli.main, ["serve", *args], env=_env(database_url))
     bare = CliRunner().invoke(bare_api.main, ["serve", *args], env=_env(database_url))
 
     assert served.exit_code == 0, served.output
     assert bare.exit_code == 0, bare.output
-    (real_settings, real_app), (bare_settings, bare_app) = started
+    real_server, bare_server = started
+    real_settings, bare_settings = (
+        {name: setting.value for name, setting in server.cfg.settings.items()} for server in started
+    )
+    # Only the process name differs, so `ps` tells the two servers apart.
+    assert (real_settings.pop("proc_name"), bare_settings.pop("proc_name")) == (
+        "eventflo-api",
+        "eventflo-bench-bare",
+    )
     assert bare_settings == real_settings
-    assert real_settings["worker_class"] == "gthread" and real_settings["workers"] == 2
-    assert (real_app, bare_app) == (serving._create_eventflo_app, bare_api.create_app)
+    assert real_settings["bind"] == ["127.0.0.1:8123"]
+    assert (real_settings["workers"], real_settings["threads"]) == (3, 8)
+    assert real_settings["worker_class"] == "gthread"
+    # Each builds its own app in the worker: the API, and the bare endpoint alone.
+    assert {"/events", "/events/batch", "/events/<event_id>"} <= _routes(real_server.load())
+    bare_app = bare_server.load()
+    try:
+        assert _routes(bare_app) == {"/events"}
+    finally:
+        bare_app.extensions["eventflo_bare_pool"].close()
 
 
 def test_table_by_default_and_keep_leaves_the_processed_events(pg_server, database_url):

@@ -1,4 +1,5 @@
--- The queries of `eventflo bench`, as named blocks loaded by eventflo/sql/__init__.py.
+-- The queries of `eventflo bench`, as named blocks loaded by eventflo/bench/__init__.py.
+-- They live with the bench, not in eventflo/sql/: the product never runs them.
 -- A block starts with a line "-- name: <name>" followed by a one-line purpose.
 -- Every block except the first four runs in the bench's scratch database, never in the user's.
 
@@ -174,7 +175,7 @@ FROM generate_series(1, %(events)s) AS i;
 VACUUM ANALYZE bench_floor_jobs, bench_floor_results;
 
 -- name: floor_claim
--- Claim a batch in one statement, the minimal loop of issue 3.
+-- Claim a batch in one statement: the minimal loop the floor mode stands for.
 UPDATE bench_floor_jobs
 SET status = 'processing', locked_by = %(worker)s, locked_at = now()
 WHERE id IN (
@@ -311,7 +312,7 @@ SELECT DISTINCT worker_id
 FROM event_attempts;
 
 -- name: bare_insert_event
--- The ingest mode's bare endpoint: one event in one autocommit statement, nothing else (eventflo/bench/bare_api.py).
+-- The ingest mode's bare endpoint (bare_api.py): one event in one autocommit statement, nothing else.
 INSERT INTO events (event_type, source, payload)
 VALUES (%(event_type)s, %(source)s, %(payload)s)
 RETURNING id;
