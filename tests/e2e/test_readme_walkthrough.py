@@ -14,10 +14,12 @@ import json
 import re
 import subprocess
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import psycopg
 import pytest
 
-from tests.e2e.conftest import ROOT, Api, Children, start_api, start_worker
+from tests.e2e.conftest import ROOT, Api, Children, start_api, start_worker, wait_listening
 
 pytestmark = pytest.mark.e2e
 
@@ -165,13 +167,15 @@ def api_without_auth(children: Children) -> Iterator[Api]:
 
 
 def test_the_readme_walkthrough_runs_verbatim_and_shows_what_it_promises(
-    api_without_auth: Api, children: Children
+    api_without_auth: Api, children: Children, conn: psycopg.Connection[dict[str, Any]]
 ) -> None:
     blocks = walkthrough_blocks()
     assert blocks, f"no sh block under {WALKTHROUGH_HEADING!r} in the README"
     steps = [step for block in blocks for step in steps_of(block)]
     assert all(BASE_URL in step for step in steps if "curl -" in step), "a step uses another URL"
+    # As under make run, the worker is up before the first command is pasted.
     start_worker(children)
+    wait_listening(conn, 1)
 
     printed = run_steps(steps, api_without_auth.base_url)
 
