@@ -1,4 +1,4 @@
-"""Settings: defaults, parsing, clear errors, and a README that lists every variable."""
+"""Settings: defaults, parsing, clear errors, and a configuration page that lists every variable."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from eventflo.config import Config, ConfigError
 
-README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+CONFIGURATION_PAGE = pathlib.Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_defaults_need_nothing_but_the_database_url():
@@ -58,7 +58,7 @@ def test_missing_database_url_says_how_to_set_it():
         Config.from_env({}).require_database_url()
 
 
-def test_the_readme_configuration_table_lists_every_variable():
-    readme = README.read_text(encoding="utf-8")
+def test_the_configuration_page_lists_every_variable():
+    page = CONFIGURATION_PAGE.read_text(encoding="utf-8")
     for field in dataclasses.fields(Config):
-        assert f"| `EVENTFLO_{field.name.upper()}` |" in readme, field.name
+        assert f"| `EVENTFLO_{field.name.upper()}` |" in page, field.name
