@@ -105,7 +105,7 @@ def _run(
 
     signals.install_graceful_stop(stop, on_second=kill_children, message="stopping everything")
     env = {**os.environ}
-    auth = _auth_setting(config, env)
+    auth, auth_line = _auth_setting(config, env)
     try:
         url = config.database_url
         if lock is not None:
@@ -131,6 +131,7 @@ def _run(
         assert url is not None
         applied = migrate.apply(url)
         click.echo(f"migrations: {len(applied)} applied")
+        click.echo(auth_line)
         env["EVENTFLO_DATABASE_URL"] = url
         base = [sys.executable, "-m", "eventflo"]
         # New sessions: Ctrl-C reaches only us, and we stop the children in order.
@@ -170,18 +171,19 @@ def _run(
         click.echo("stopped")
 
 
-def _auth_setting(config: Config, env: dict[str, str]) -> bool:
-    """Whether the API will ask for keys; a development run turns auth off unless it was set."""
+def _auth_setting(config: Config, env: dict[str, str]) -> tuple[bool, str]:
+    """Whether the API will ask for keys, and the line that says so.
+
+    A development run turns auth off (in ``env``) unless EVENTFLO_AUTH was set.
+    """
     if env.get("EVENTFLO_AUTH", "").strip():
-        click.echo(f"auth: EVENTFLO_AUTH={env['EVENTFLO_AUTH'].strip()} (as set)")
-        return config.auth
+        return config.auth, f"auth: EVENTFLO_AUTH={env['EVENTFLO_AUTH'].strip()} (as set)"
     # A development run should work without making keys first; it says so, loudly.
     env["EVENTFLO_AUTH"] = "off"
-    click.echo(
+    return False, (
         "auth: off (EVENTFLO_AUTH=off) for local development: "
         "the API accepts requests without an API key"
     )
-    return False
 
 
 def _api_answers(port: int, children: list[subprocess.Popen[bytes]], stop: threading.Event) -> bool:
