@@ -71,7 +71,11 @@ def _any_active_key(conn: Connection) -> bool:
 )
 @pass_state
 def worker_command(state: CliState, processes: int) -> None:
-    """Process queued events until SIGTERM or Ctrl-C (then finish the batch in hand and exit 0)."""
+    """Process queued events until SIGTERM or Ctrl-C (then finish the batch in hand and exit 0).
+
+    With --processes N, one supervisor runs N worker processes and restarts
+    any that dies.
+    """
     from eventflo import worker
 
     config = state.database_config
