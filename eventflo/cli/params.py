@@ -11,7 +11,7 @@ import click
 from eventflo import retention
 
 
-class Timestamp(click.ParamType):
+class Timestamp(click.ParamType[dt.datetime, Any]):
     """ISO 8601 date or date-time; without a zone it means UTC."""
 
     name = "timestamp"
@@ -26,7 +26,7 @@ class Timestamp(click.ParamType):
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-class EventId(click.ParamType):
+class EventId(click.ParamType[uuid.UUID, Any]):
     name = "event_id"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> uuid.UUID:
@@ -36,7 +36,7 @@ class EventId(click.ParamType):
             self.fail(f"{value!r} is not an event id (a UUID)")
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[dt.timedelta, Any]):
     """An age: a whole number and d, h, m or s (30d, 12h, 90m, 3600s)."""
 
     name = "duration"
