@@ -314,3 +314,23 @@ def test_a_port_in_use_is_one_line_before_anything_starts(dev_children, data_dir
     ]
     assert not data_dir.exists(), "no PostgreSQL was started"
     assert not data_dir.with_name("pgdata.dev.json").exists()
+
+
+def test_dev_never_stops_a_server_it_did_not_start(dev_children, data_dir):
+    """A server someone else started on the data dir is used, and still runs after Ctrl-C."""
+    from eventflo.embedded import EmbeddedPostgres
+
+    theirs = EmbeddedPostgres(data_dir)
+    theirs.start()
+    try:
+        postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+        with eventflo_dev(dev_children, data_dir) as dev:
+            assert dev.postmaster == postmaster
+            assert "was running already" in dev.child.log()
+            assert dev.ctrl_c() == 0
+            assert alive(postmaster), "dev stopped a server it had not started"
+            dev.postmaster = None  # not dev's to clean up either
+        assert not data_dir.with_name("pgdata.dev.json").exists()
+    finally:
+        theirs.stop()
+    assert not alive(postmaster)
