@@ -494,8 +494,7 @@ def test_an_unreachable_database_is_a_one_line_error(invoke, command):
 @pytest.mark.parametrize(
     "command", [["stats"], ["replay"], ["migrate"], ["worker"], ["serve"], ["workers"]]
 )
-def test_a_missing_database_url_is_a_usage_error(invoke, command, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)  # where no `eventflo dev` runs
+def test_a_missing_database_url_is_a_usage_error(invoke, command):
     result = invoke(*command, env=_env())
     _assert_clean_exit(result, 2)
     assert "EVENTFLO_DATABASE_URL is not set" in result.output
@@ -521,7 +520,10 @@ def test_replay_of_an_unknown_id_replays_nothing(invoke, conn):
 
 @contextlib.contextmanager
 def _dev_running_here(tmp_path, database_url, *, auth=False):
-    """The state file a running `eventflo dev` holds in ./.eventflo (this process holds it)."""
+    """The state file a running `eventflo dev` holds in .eventflo/ where `invoke` runs.
+
+    This process holds its lock, as the dev process would.
+    """
     data_dir = tmp_path / ".eventflo" / "pgdata"
     with devstate.held(data_dir) as lock:
         lock.write(devstate.DevState(os.getpid(), 8123, str(data_dir), database_url, auth))
@@ -529,10 +531,9 @@ def _dev_running_here(tmp_path, database_url, *, auth=False):
 
 
 def test_without_a_url_a_command_uses_the_running_dev_database_and_says_so(
-    invoke, conn, database_url, monkeypatch, tmp_path
+    invoke, conn, database_url, tmp_path
 ):
     _add(conn, "failed")
-    monkeypatch.chdir(tmp_path)
     with _dev_running_here(tmp_path, database_url):
         result = invoke("stats", "--json", env=_env())
     _assert_clean_exit(result, 0)
@@ -543,18 +544,14 @@ def test_without_a_url_a_command_uses_the_running_dev_database_and_says_so(
     )
 
 
-def test_a_set_url_wins_over_the_running_dev(invoke, database_url, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
+def test_a_set_url_wins_over_the_running_dev(invoke, database_url, tmp_path):
     with _dev_running_here(tmp_path, UNREACHABLE):
         result = invoke("stats", "--json", env=_env(database_url))
     _assert_clean_exit(result, 0)
     assert result.stderr == ""
 
 
-def test_the_state_file_of_a_dev_that_is_gone_is_not_used(
-    invoke, database_url, monkeypatch, tmp_path
-):
-    monkeypatch.chdir(tmp_path)
+def test_the_state_file_of_a_dev_that_is_gone_is_not_used(invoke, database_url, tmp_path):
     with _dev_running_here(tmp_path, database_url):
         left = (tmp_path / ".eventflo" / "pgdata.dev.json").read_text()
     # As a SIGKILLed dev leaves it: the file, with nobody holding its lock.

@@ -77,8 +77,7 @@ def test_an_unreachable_database_is_one_line_and_exit_1(invoke):
 NOT_CHECKED = "note: keys are not checked in this mode"
 
 
-def test_create_says_when_keys_are_not_checked(invoke, database_url, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
+def test_create_says_when_keys_are_not_checked(invoke, database_url, tmp_path):
     checked = invoke("keys", "create", "--name", "a", env=cli_env(database_url))
     assert_clean_exit(checked, 0)
     assert NOT_CHECKED not in checked.stderr
@@ -87,7 +86,7 @@ def test_create_says_when_keys_are_not_checked(invoke, database_url, monkeypatch
     assert_clean_exit(auth_off, 0)
     assert f"{NOT_CHECKED} (EVENTFLO_AUTH=off)" in auth_off.stderr
 
-    # A running `eventflo dev` turned auth off for its API, and this is its database.
+    # A running `eventflo dev` (in .eventflo/ where invoke runs) turned auth off for its API.
     data_dir = tmp_path / ".eventflo" / "pgdata"
     with devstate.held(data_dir) as lock:
         lock.write(devstate.DevState(os.getpid(), 8123, str(data_dir), database_url, auth=False))
