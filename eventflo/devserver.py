@@ -53,6 +53,9 @@ def _data_dir_lock(config: Config, data_dir: str) -> Iterator[devstate.DevLock |
         lock = devstate.acquire(data_dir)
     except devstate.AlreadyRunning as exc:
         raise DevRefused(already_running_message(exc, data_dir)) from None
+    except OSError as exc:
+        where = devstate.state_path(data_dir)
+        raise DevRefused(f"cannot lock the data dir with {where}: {exc.strerror}") from None
     try:
         yield lock
     finally:
