@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make run PORT=8001 ARGS="--workers 4"`: ARGS go to `eventflo dev` as they are.
+PORT ?= 8000
+ARGS ?=
 
 .PHONY: run test test-unit clean
 
@@ -16,9 +19,9 @@ $(STAMP): setup.cfg pyproject.toml
 
 ## Run the API and two workers; with no EVENTFLO_DATABASE_URL, on an embedded PostgreSQL.
 run: $(STAMP)
-	$(BIN)/eventflo dev
+	$(BIN)/eventflo dev --port $(PORT) $(ARGS)
 
-## Run the whole test suite against a real PostgreSQL (see README, "Tests").
+## Run the whole test suite against a real PostgreSQL (see CONTRIBUTING.md).
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 

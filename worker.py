@@ -1,4 +1,6 @@
-"""Run one EventFlo worker: ``python worker.py`` (``eventflo worker --processes N`` runs several)."""
+"""Run one EventFlo worker: ``python worker.py`` (``eventflo worker --processes N``: several)."""
+
+from __future__ import annotations
 
 import sys
 

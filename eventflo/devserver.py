@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -10,52 +11,120 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+from collections.abc import Iterator
 
 import click
 
-from eventflo import logs, migrate
+from eventflo import devstate, logs, migrate, signals
 from eventflo.config import Config
-from eventflo.embedded import EmbeddedPostgres
+from eventflo.embedded import EmbeddedPostgres, EmbeddedUnavailable
 
 log = logging.getLogger(__name__)
 
+API_HOST = "127.0.0.1"
+
+
+class DevRefused(Exception):
+    """``eventflo dev`` cannot start here; the message is one line that says what to do."""
+
 
 def run(config: Config, *, port: int, worker_processes: int, data_dir: str) -> int:
-    """Start everything, wait for Ctrl-C or SIGTERM or a child's death, stop everything; the exit status."""
+    """Start everything, wait for Ctrl-C, SIGTERM or a child's death, stop it all; the exit status.
+
+    Raises DevRefused before starting anything when another ``eventflo dev``
+    holds ``data_dir`` or the port is taken.
+    """
     logs.configure(config)
+    with _data_dir_lock(config, data_dir) as lock:
+        ensure_port_free(port)
+        return _run(
+            config, port=port, worker_processes=worker_processes, data_dir=data_dir, lock=lock
+        )
+
+
+@contextlib.contextmanager
+def _data_dir_lock(config: Config, data_dir: str) -> Iterator[devstate.DevLock | None]:
+    """The lock on the embedded server's data directory (none needed with a database URL)."""
+    if config.database_url is not None:
+        yield None
+        return
+    try:
+        lock = devstate.acquire(data_dir)
+    except devstate.AlreadyRunning as exc:
+        raise DevRefused(already_running_message(exc, data_dir)) from None
+    except OSError as exc:
+        where = devstate.state_path(data_dir)
+        raise DevRefused(f"cannot lock the data dir with {where}: {exc.strerror}") from None
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def already_running_message(exc: devstate.AlreadyRunning, data_dir: str) -> str:
+    second = 'make run PORT=8001 ARGS="--data-dir .eventflo/pgdata-2"'
+    if exc.state is None:
+        who = f"another eventflo dev holds {data_dir} (see {exc.path})"
+        stop = "stop it with Ctrl-C in its terminal"
+    else:
+        who = (
+            f"eventflo dev is already running on {data_dir}: pid {exc.state.pid},"
+            f" API on http://{API_HOST}:{exc.state.port}"
+        )
+        stop = f"stop it with Ctrl-C in its terminal or `kill {exc.state.pid}`"
+    return f"{who}; use that one, {stop}, or give this one its own --data-dir and --port ({second})"
+
+
+def ensure_port_free(port: int) -> None:
+    """Bind the API's port for a moment, as gunicorn will: taken means DevRefused, now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # gunicorn sets it too
+        try:
+            probe.bind((API_HOST, port))
+        except OSError as exc:
+            raise DevRefused(
+                f"port {port} on {API_HOST} is already in use ({exc.strerror}):"
+                f" stop what listens there, or pick another port:"
+                f" eventflo dev --port {port + 1} (make run PORT={port + 1})"
+            ) from None
+
+
+def _run(
+    config: Config,
+    *,
+    port: int,
+    worker_processes: int,
+    data_dir: str,
+    lock: devstate.DevLock | None,
+) -> int:
     embedded = None
     stop = threading.Event()
     children: list[subprocess.Popen[bytes]] = []
 
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():  # a second Ctrl-C: do not wait for graceful shutdowns
-            for child in children:
-                if child.poll() is None:
-                    child.kill()
-        stop.set()
+    def kill_children(signum: int) -> None:  # a second Ctrl-C: do not wait for graceful shutdowns
+        for child in children:
+            if child.poll() is None:
+                child.kill()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
+    signals.install_graceful_stop(stop, on_second=kill_children, message="stopping everything")
+    env = {**os.environ}
+    auth, auth_line = _auth_setting(config, env)
     try:
-        url = config.database_url
-        if url is None:
-            click.echo(
-                f"EVENTFLO_DATABASE_URL is not set: starting an embedded PostgreSQL in {data_dir}"
-            )
+        if lock is None:
+            assert config.database_url is not None
+            url = config.database_url
+            click.echo(f"database: {_without_password(url)} (EVENTFLO_DATABASE_URL)")
+        else:
+            lock.write(devstate.DevState(os.getpid(), port, data_dir, auth=auth))
             embedded = EmbeddedPostgres(data_dir)
-            url = embedded.start()
+            url = _start_embedded(embedded, data_dir, lock)
+            lock.write(devstate.DevState(os.getpid(), port, data_dir, url, auth))
+            click.echo(f"database: {url}")
         applied = migrate.apply(url)
         click.echo(f"migrations: {len(applied)} applied")
-        env = {**os.environ, "EVENTFLO_DATABASE_URL": url}
-        if os.environ.get("EVENTFLO_AUTH", "").strip():
-            click.echo(f"auth: EVENTFLO_AUTH={os.environ['EVENTFLO_AUTH'].strip()} (as set)")
-        else:
-            # A development run should work without making keys first; it says so, loudly.
-            env["EVENTFLO_AUTH"] = "off"
-            click.echo(
-                "auth: off (EVENTFLO_AUTH=off) for local development: "
-                "the API accepts requests without an API key"
-            )
+        click.echo(auth_line)
+        env["EVENTFLO_DATABASE_URL"] = url
         base = [sys.executable, "-m", "eventflo"]
         # New sessions: Ctrl-C reaches only us, and we stop the children in order.
         children.append(
@@ -70,7 +139,7 @@ def run(config: Config, *, port: int, worker_processes: int, data_dir: str) -> i
         )
         if _api_answers(port, children, stop):
             click.echo(
-                f"EventFlo is running: API on http://127.0.0.1:{port}, "
+                f"EventFlo is running: API on http://{API_HOST}:{port}, "
                 f"{worker_processes} workers. Ctrl-C stops everything."
             )
         while not stop.is_set():
@@ -94,6 +163,41 @@ def run(config: Config, *, port: int, worker_processes: int, data_dir: str) -> i
         click.echo("stopped")
 
 
+def _start_embedded(embedded: EmbeddedPostgres, data_dir: str, lock: devstate.DevLock) -> str:
+    """Start the embedded server (or take over a killed run's); its URL."""
+    click.echo(f"EVENTFLO_DATABASE_URL is not set: starting an embedded PostgreSQL in {data_dir}")
+    if lock.took_over is not None:
+        click.echo(
+            f"an earlier eventflo dev (pid {lock.took_over.pid}) ended without stopping:"
+            " this one takes over its data directory, and its PostgreSQL if still running"
+        )
+    try:
+        url = embedded.start(adopt=lock.took_over is not None)
+    except EmbeddedUnavailable as exc:
+        raise DevRefused(f"{exc}, or set EVENTFLO_DATABASE_URL") from None
+    if embedded.found_running is not None:
+        click.echo(
+            f"the PostgreSQL on {data_dir} was running already (pid {embedded.found_running});"
+            " it is not this command's, so it keeps running after Ctrl-C"
+        )
+    return url
+
+
+def _auth_setting(config: Config, env: dict[str, str]) -> tuple[bool, str]:
+    """Whether the API will ask for keys, and the line that says so.
+
+    A development run turns auth off (in ``env``) unless EVENTFLO_AUTH was set.
+    """
+    if env.get("EVENTFLO_AUTH", "").strip():
+        return config.auth, f"auth: EVENTFLO_AUTH={env['EVENTFLO_AUTH'].strip()} (as set)"
+    # A development run should work without making keys first; it says so, loudly.
+    env["EVENTFLO_AUTH"] = "off"
+    return False, (
+        "auth: off (EVENTFLO_AUTH=off) for local development: "
+        "the API accepts requests without an API key"
+    )
+
+
 def _api_answers(port: int, children: list[subprocess.Popen[bytes]], stop: threading.Event) -> bool:
     """Wait (at most 60 s) until the API accepts connections, so "running" is true when printed."""
     deadline = time.monotonic() + 60
@@ -101,8 +205,17 @@ def _api_answers(port: int, children: list[subprocess.Popen[bytes]], stop: threa
         if any(child.poll() is not None for child in children):
             return False
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            with socket.create_connection((API_HOST, port), timeout=1):
                 return True
         except OSError:
             stop.wait(0.1)
     return False
+
+
+def _without_password(url: str | None) -> str:
+    """A URL fit to print: any password replaced by ***."""
+    parts = urllib.parse.urlsplit(url or "")
+    if parts.password is None:
+        return url or ""
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

@@ -39,7 +39,7 @@ def migration_ids() -> list[str]:
 
 
 def yoyo_url(database_url: str) -> str:
-    """yoyo picks its driver from the scheme: ``postgresql+psycopg`` means psycopg 3 (not psycopg2)."""
+    """yoyo picks its driver by the scheme: ``postgresql+psycopg`` means psycopg 3, not psycopg2."""
     scheme, sep, rest = database_url.partition("://")
     if not sep or scheme not in ("postgresql", "postgres"):
         raise ValueError("expected a postgresql:// URL")

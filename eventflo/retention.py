@@ -17,16 +17,17 @@ import datetime as dt
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 
 from eventflo import sql
+from eventflo.status import FINISHED, Status
 
 QUERIES = sql.load("retention.sql")
 
-PURGEABLE_STATUSES = ("completed", "failed")
+PURGEABLE_STATUSES: tuple[Status, ...] = FINISHED
 DEFAULT_RETENTION = "30d"
 DEFAULT_BATCH_SIZE = 1000
 # Beyond this an age is a typo, and the cutoff would leave PostgreSQL's timestamp range.
@@ -131,3 +132,41 @@ def purge_batches(
         after_id = row["last_id"]
         if pause > 0:
             time.sleep(pause)
+
+
+class PurgeStopped(Exception):
+    """A purge stopped part-way: by Ctrl-C, or a batch hit the statement timeout.
+
+    What it deleted before (``done``) stays deleted; running it again goes on.
+    """
+
+    def __init__(self, done: Batch, *, timed_out: bool) -> None:
+        super().__init__("a batch exceeded the statement timeout" if timed_out else "interrupted")
+        self.done = done
+        self.timed_out = timed_out
+
+
+def purge(
+    conn: psycopg.Connection[Row],
+    selection: PurgeSelection,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    pause: float = 0.0,
+    progress: Callable[[Batch], None] = lambda batch: None,
+) -> Batch:
+    """Delete the whole selection batch by batch (``purge_batches``); the total, by status.
+
+    ``progress`` sees each batch as it commits. Raises PurgeStopped, with
+    the total so far, on Ctrl-C or when a batch exceeds the statement timeout.
+    """
+    completed = failed = 0
+    try:
+        for batch in purge_batches(conn, selection, batch_size=batch_size, pause=pause):
+            completed += batch.completed
+            failed += batch.failed
+            progress(batch)
+    except psycopg.errors.QueryCanceled:
+        raise PurgeStopped(Batch(completed, failed), timed_out=True) from None
+    except KeyboardInterrupt:
+        raise PurgeStopped(Batch(completed, failed), timed_out=False) from None
+    return Batch(completed=completed, failed=failed)

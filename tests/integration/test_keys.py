@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
+from eventflo import devstate
 from tests.integration.conftest import assert_clean_exit, cli_env
 
 
@@ -70,3 +72,29 @@ def test_an_unreachable_database_is_one_line_and_exit_1(invoke):
     result = invoke("keys", "list", env=cli_env("postgresql://nobody@127.0.0.1:1/nothing"))
     assert_clean_exit(result, 1)
     assert "database unavailable" in result.output
+
+
+NOT_CHECKED = "note: keys are not checked in this mode"
+
+
+def test_create_says_when_keys_are_not_checked(invoke, database_url, tmp_path):
+    checked = invoke("keys", "create", "--name", "a", env=cli_env(database_url))
+    assert_clean_exit(checked, 0)
+    assert NOT_CHECKED not in checked.stderr
+
+    auth_off = invoke("keys", "create", "--name", "a", env=cli_env(database_url, auth="off"))
+    assert_clean_exit(auth_off, 0)
+    assert f"{NOT_CHECKED} (EVENTFLO_AUTH=off)" in auth_off.stderr
+
+    # A running `eventflo dev` (in .eventflo/ where invoke runs) turned auth off for its API.
+    data_dir = tmp_path / ".eventflo" / "pgdata"
+    with devstate.held(data_dir) as lock:
+        lock.write(devstate.DevState(os.getpid(), 8123, str(data_dir), database_url, auth=False))
+        for env in (cli_env(), cli_env(database_url)):
+            via_dev = invoke("keys", "create", "--name", "a", env=env)
+            assert_clean_exit(via_dev, 0)
+            assert via_dev.stdout.startswith("efk_")
+            assert (
+                f"{NOT_CHECKED} (the `eventflo dev` on port 8123 runs with EVENTFLO_AUTH=off)"
+                in via_dev.stderr
+            )

@@ -16,7 +16,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from eventflo import cli, queue, retention
+from eventflo import queue, retention
+from eventflo.cli import interaction
 from eventflo.worker import Worker
 from tests.integration.conftest import assert_clean_exit as _assert_clean_exit
 from tests.integration.conftest import cli_env as _env
@@ -184,7 +185,7 @@ def test_small_batches_delete_everything_and_report_progress_without_a_terminal(
     invoke, conn, monkeypatch
 ):
     ids = [_add(conn, "completed") for _ in range(7)]
-    monkeypatch.setattr(cli, "PROGRESS_LINE_SECONDS", 0.0)  # a line after every batch
+    monkeypatch.setattr(interaction, "PROGRESS_LINE_SECONDS", 0.0)  # a line after every batch
 
     result = invoke("purge", "--yes", "--batch-size", "3", "--pause", "0.01")
     _assert_clean_exit(result, 0)

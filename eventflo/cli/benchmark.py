@@ -1,0 +1,165 @@
+"""``eventflo bench``: measure throughput on this machine (the bench is imported only here)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from eventflo.cli.context import CliState, pass_state
+
+
+@click.command("bench")
+@click.argument("modes", nargs=-1, metavar="[MODE]...")
+@click.option(
+    "--events",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Events per run.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Worker processes."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Events a worker claims at once.",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Runs per figure; the report shows their median and min-max.",
+)
+@click.option(
+    "--growth-rows",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Completed events stored for the second half of the growth mode.",
+)
+@click.option(
+    "--latency-events",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Events sent one at a time per path in the latency mode.",
+)
+@click.option(
+    "--clients",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Concurrent HTTP clients in the ingest mode.",
+)
+@click.option(
+    "--ingest-requests",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Single-event POSTs per ingest run (the batch run sends 10x as many events).",
+)
+@click.option(
+    "--held-seconds",
+    type=click.FloatRange(min=1),
+    default=120,
+    show_default=True,
+    help="Length of a held-xmin run; its first and last windows are 10% of it "
+    "(at least 10 s, at most half).",
+)
+@click.option(
+    "--memory-events",
+    type=click.IntRange(min=2),
+    default=200_000,
+    show_default=True,
+    help="Events the one worker drains per memory run.",
+)
+@click.option(
+    "--memory-first-events",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Events after which the memory mode takes its first RSS reading.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--keep", is_flag=True, help="Keep the scratch database afterwards.")
+@pass_state
+def bench_command(
+    state: CliState,
+    modes: tuple[str, ...],
+    events: int,
+    workers: int,
+    batch_size: int,
+    runs: int,
+    growth_rows: int,
+    latency_events: int,
+    clients: int,
+    ingest_requests: int,
+    held_seconds: float,
+    memory_events: int,
+    memory_first_events: int,
+    as_json: bool,
+    keep: bool,
+) -> None:
+    """Measure throughput on this machine, like pgbench does for PostgreSQL.
+
+    MODE is one or more of: drain (the real workers drain N queued events),
+    floor (the minimal raw-SQL claim/complete loop, for comparison), growth
+    (drain with an empty table vs with --growth-rows completed events
+    stored), latency (one event at a time through idle workers, by SQL and
+    through the HTTP API: p50/p95/p99), ingest (--clients concurrent clients
+    POST events to the API under gunicorn, with and without the NOTIFY
+    trigger, and in batches of 1,000), held-xmin (ingest and processing for
+    --held-seconds while a REPEATABLE READ snapshot is held open: events/s in
+    the first and last window, dead tuples at start and end), memory (one
+    worker process drains --memory-events events: its RSS after
+    --memory-first-events and at the end). Default: drain floor.
+
+    Runs in a scratch database created on the configured server (the role
+    needs CREATEDB) and dropped at the end; your data is never touched.
+    """
+    from eventflo import bench
+    from eventflo.bench import report
+
+    unknown = [mode for mode in modes if mode not in bench.MODE_NAMES]
+    if unknown:
+        choices = ", ".join(repr(name) for name in bench.MODE_NAMES)
+        raise click.BadParameter(f"{unknown[0]!r} is not one of {choices}.", param_hint="MODE")
+    if "memory" in modes and memory_first_events >= memory_events:
+        raise click.BadParameter(
+            "must be smaller than --memory-events", param_hint="--memory-first-events"
+        )
+    config = state.database_config
+    url = state.database_url
+    settings = bench.Settings(
+        events=events,
+        workers=workers,
+        batch_size=batch_size,
+        runs=runs,
+        growth_rows=growth_rows,
+        latency_events=latency_events,
+        clients=clients,
+        ingest_requests=ingest_requests,
+        held_seconds=held_seconds,
+        memory_events=memory_events,
+        memory_first_events=memory_first_events,
+        keep=keep,
+    )
+    try:
+        result = bench.run(
+            url,
+            settings,
+            modes or bench.DEFAULT_MODES,
+            statement_timeout=config.statement_timeout,
+            progress=lambda line: click.echo(line, err=True),
+        )
+    except bench.BenchError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(report.to_json(result), indent=2) if as_json else report.render(result))
+    if not result.ok:
+        sys.exit(1)
