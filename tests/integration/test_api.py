@@ -1,4 +1,4 @@
-"""The HTTP API against a real PostgreSQL: what a client sends, what it gets back, what is stored."""
+"""The HTTP API against a real PostgreSQL: what a client sends and gets back, what is stored."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from eventflo import appstate
 from eventflo.sql import QUERIES
 from eventflo.worker import Worker
 from tests import tcp_proxy
@@ -213,7 +214,7 @@ def test_malformed_event_id_is_400(client, bad_id):
 
 def test_wait_returns_as_soon_as_the_event_completes(app, client, config, conn):
     # Without its fallback poll, only the worker's NOTIFY can wake the request in time.
-    app.extensions["eventflo"].finished_listener.FALLBACK_POLL = 30.0
+    appstate.of(app).finished_listener.FALLBACK_POLL = 30.0
     event_id = post_event(client).get_json()["event_id"]
 
     def complete_while_the_request_waits() -> int:
@@ -713,5 +714,5 @@ def test_openapi_lists_every_operation(client):
     assert response.status_code == 200
     paths = response.get_json()["paths"]
     assert {"post", "get"} <= paths["/events"].keys()
-    assert "get" in paths["/events/{event_id}"].keys()
-    assert "post" in paths["/events/batch"].keys()
+    assert "get" in paths["/events/{event_id}"]
+    assert "post" in paths["/events/batch"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eventflo import jsonbody
-from eventflo.errors import MalformedRequest, UnprocessableEvent
+from eventflo.errors import InvalidEvent, MalformedRequest
 
 
 def test_ordinary_json_parses():
@@ -41,7 +41,7 @@ def test_malformed_or_non_standard_json_is_a_400(body):
     ],
 )
 def test_text_postgres_cannot_store_is_a_422(body):
-    with pytest.raises(UnprocessableEvent):
+    with pytest.raises(InvalidEvent):
         jsonbody.loads(body, max_depth=8)
 
 
@@ -51,17 +51,17 @@ def test_a_valid_surrogate_pair_is_fine():
 
 def test_depth_is_capped_and_deep_nesting_never_raises_recursion_error():
     assert jsonbody.loads(b'{"a": {"b": {}}}', max_depth=3)
-    with pytest.raises(UnprocessableEvent, match="deeper than 2"):
+    with pytest.raises(InvalidEvent, match="deeper than 2"):
         jsonbody.loads(b'{"a": {"b": {}}}', max_depth=2)
     deep = b"[" * 5000 + b"]" * 5000
-    with pytest.raises(UnprocessableEvent):
+    with pytest.raises(InvalidEvent):
         jsonbody.loads(deep, max_depth=32)
 
 
 def test_object_keys_are_counted_at_every_depth_up_to_the_limit():
     body = b'{"a": {"b": 1, "c": [{"d": 1}, {"e": 2}]}}'  # five keys
     assert jsonbody.loads(body, max_depth=8, max_keys=5)
-    with pytest.raises(UnprocessableEvent, match="The body has more than 4 object keys"):
+    with pytest.raises(InvalidEvent, match="The body has more than 4 object keys"):
         jsonbody.loads(body, max_depth=8, max_keys=4)
 
 
@@ -77,10 +77,10 @@ def test_each_item_of_the_named_array_is_counted_on_its_own():
     assert len(parsed["events"]) == 100
     fifth_key = b'{"event_type": "x", "payload": {"a": {"b": 1, "c": 2}}}'
     over = b'{"events": [' + item.encode() + b", " + fifth_key + b"]}"
-    with pytest.raises(UnprocessableEvent, match=r"The event at events\.1 has more than 4"):
+    with pytest.raises(InvalidEvent, match=r"The event at events\.1 has more than 4"):
         jsonbody.loads(over, max_depth=8, max_keys=4, per_event_in="events")
 
 
 def test_a_batch_without_its_array_is_counted_as_one_document():
-    with pytest.raises(UnprocessableEvent, match="The body has more than 2"):
+    with pytest.raises(InvalidEvent, match="The body has more than 2"):
         jsonbody.loads(b'{"a": 1, "b": 2, "c": 3}', max_depth=8, max_keys=2, per_event_in="events")
