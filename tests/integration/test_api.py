@@ -595,6 +595,34 @@ def test_bad_input_is_a_clear_4xx_and_stores_nothing(
     assert count_events(conn) == 0
 
 
+@pytest.mark.parametrize("body", [b"[]", b'[{"event_type": "x"}]', b"null", b'"x"', b"5", b"true"])
+def test_a_body_that_is_not_a_json_object_says_so(client, conn, body):
+    response = client.post("/events", data=body, content_type=JSON)
+
+    problem = assert_problem(response, 422)
+    assert problem["detail"] == "The body must be a JSON object."
+    assert "_schema" not in json.dumps(problem)
+    assert count_events(conn) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"event_type": "x", "event_type": "y"}', "event_type"),
+        (b'{"event_type": "x", "payload": {"amount": 1, "amount": 2000}}', "amount"),
+        (b'{"event_type": "x", "payload": {"deep": [{"k": 1, "k": 2}]}}', "k"),
+    ],
+)
+def test_a_key_twice_in_one_object_is_a_400_naming_it_and_nothing_is_stored(
+    client, conn, body, key
+):
+    response = client.post("/events", data=body, content_type=JSON)
+
+    problem = assert_problem(response, 400)
+    assert f"'{key}'" in problem["detail"] and "twice" in problem["detail"]
+    assert count_events(conn) == 0
+
+
 def test_wrong_type_of_a_field_the_rules_read_names_that_field(client, conn):
     response = post_event(client, {"event_type": "payment_failed", "payload": {"amount": "lots"}})
 
@@ -608,7 +636,10 @@ def test_a_20_mb_body_is_413(client, conn):
 
     response = client.post("/events", data=body, content_type=JSON)
 
-    assert_problem(response, 413)
+    problem = assert_problem(response, 413)
+    assert problem["detail"] == (
+        "The body is larger than the limit of 1048576 bytes (EVENTFLO_MAX_BODY_BYTES)."
+    )
     assert count_events(conn) == 0
 
 
@@ -692,7 +723,8 @@ def test_a_chunked_body_over_the_limit_is_413_not_truncated(make_app, conn):
         # What gunicorn says of a chunked body: the stream ends where the body ends.
         environ_overrides={"wsgi.input_terminated": True},
     )
-    assert_problem(response, 413)
+    problem = assert_problem(response, 413)
+    assert "limit of 1000 bytes (EVENTFLO_MAX_BODY_BYTES)" in problem["detail"]
     assert count_events(conn) == 0
 
 

@@ -84,3 +84,34 @@ def test_each_item_of_the_named_array_is_counted_on_its_own():
 def test_a_batch_without_its_array_is_counted_as_one_document():
     with pytest.raises(InvalidEvent, match="The body has more than 2"):
         jsonbody.loads(b'{"a": 1, "b": 2, "c": 3}', max_depth=8, max_keys=2, per_event_in="events")
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"event_type": "x", "event_type": "y"}', "event_type"),
+        (b'{"payload": {"a": {"amount": 1, "amount": 2}}}', "amount"),
+        (b'{"events": [{"a": 1}, {"b": 1, "b": 1}]}', "b"),
+    ],
+)
+def test_a_key_twice_in_one_object_is_a_400_that_names_it(body, key):
+    with pytest.raises(MalformedRequest, match=f"The key '{key}' appears twice"):
+        jsonbody.loads(body, max_depth=8)
+
+
+def test_equal_keys_in_different_objects_are_fine():
+    document = jsonbody.loads(b'{"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}', max_depth=8)
+    assert document == {"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}
+
+
+@pytest.mark.parametrize("document", [[], [{}], None, "x", 5, True])
+def test_a_body_that_is_not_an_object_is_refused_in_words(document):
+    with pytest.raises(InvalidEvent, match="^The body must be a JSON object.$"):
+        jsonbody.require_objects(document)
+
+
+def test_a_batch_item_that_is_not_an_object_is_named_by_its_index():
+    with pytest.raises(InvalidEvent, match="Item 2 of events") as refused:
+        jsonbody.require_objects({"events": [{}, {}, [1], None]}, items_in="events")
+    assert refused.value.field_errors == {"events": {2: ["Must be a JSON object."]}}
+    jsonbody.require_objects({"events": [{}, {}]}, items_in="events")  # objects: no complaint
