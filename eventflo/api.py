@@ -15,9 +15,10 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from eventflo import appstate, auth, db, events, jsonbody, longpoll, schemas
+from eventflo.apidocs import problem_response
 from eventflo.errors import EventNotFound, MalformedRequest
 from eventflo.events import Cursor
-from eventflo.problems import BodyTooLarge, problem_response
+from eventflo.problems import BodyTooLarge
 from eventflo.status import Status
 
 BATCH_ENDPOINT = "events.create_events_batch"

@@ -34,7 +34,7 @@ def create_app(config: Config | None = None) -> flask.Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    api = problems.ProblemApi(app)
+    api = apidocs.ProblemApi(app)
     api.register_blueprint(views.blp)
     api.register_blueprint(health.blp)
     api.register_blueprint(metrics.blp)

@@ -25,7 +25,8 @@ import flask
 import flask_smorest
 
 from eventflo import appstate, db, keys
-from eventflo.problems import InsufficientScope, InvalidKey, Unauthenticated, problem_response
+from eventflo.apidocs import problem_response
+from eventflo.problems import InsufficientScope, InvalidKey, Unauthenticated
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ import marshmallow as ma
 from flask_smorest import Blueprint
 
 from eventflo import appstate, auth, db, errors, migrate
-from eventflo.problems import NotReady, problem_response
+from eventflo.apidocs import problem_response
+from eventflo.problems import NotReady
 from eventflo.sql import QUERIES
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")

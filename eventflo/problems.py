@@ -7,7 +7,8 @@ its limit) are declared here too, so that the table lists every answer the
 API gives on purpose and no web module needs another's to raise one.
 webargs' validation errors (422, per field) and werkzeug's HTTP errors
 (404, 405, 413, 415) go through the same renderer; anything else is a bug and
-a 500 that says nothing internal.
+a 500 that says nothing internal. How the OpenAPI document describes these
+answers is eventflo.apidocs.
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import flask
-import flask_smorest
 import marshmallow as ma
-from flask_smorest.utils import prepare_response
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from eventflo import errors
 from eventflo.errors import EventFloError
@@ -194,8 +193,8 @@ def render_http_exception(error: HTTPException) -> flask.Response:
     data = getattr(error, "data", None) or {}
     messages = data.get("messages")
     headers = dict(data.get("headers") or {})
-    if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
-        headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        headers["Allow"] = ", ".join(error.valid_methods)
     if status == 422 and messages:
         return render(
             422,
@@ -223,55 +222,3 @@ def register(app: flask.Flask) -> None:
     app.register_error_handler(ma.ValidationError, render_invalid_fields)
     app.register_error_handler(HTTPException, render_http_exception)
     app.register_error_handler(Exception, render_unexpected)
-
-
-# -- documenting problems in the OpenAPI document -------------------------------------------
-
-
-class ProblemSchema(ma.Schema):
-    """The shape of every error body; documents it in the OpenAPI spec."""
-
-    type = ma.fields.String(
-        required=True, metadata={"description": "A URI reference naming the problem type"}
-    )
-    title = ma.fields.String(
-        required=True, metadata={"description": "A short summary of the problem type"}
-    )
-    status = ma.fields.Integer(required=True, metadata={"description": "The HTTP status code"})
-    detail = ma.fields.String(
-        required=True, metadata={"description": "What went wrong with this request"}
-    )
-    errors = ma.fields.Dict(
-        metadata={"description": "Per-field messages, when fields were invalid"}
-    )
-
-
-class ProblemApi(flask_smorest.Api):
-    """flask-smorest's Api, documenting errors the way they are sent.
-
-    Error responses are ``application/problem+json`` bodies of ProblemSchema
-    (flask-smorest's defaults say ``application/json`` and its own Error
-    shape). No operation gets a ``default`` response: each lists the statuses
-    it can answer, so a client — and the fuzz test — can rely on the list.
-    """
-
-    ERROR_SCHEMA = ProblemSchema
-    DEFAULT_ERROR_RESPONSE_NAME = None
-
-    def _register_responses(self) -> None:
-        """The lazily registered responses per status (e.g. webargs' 422), as problem documents."""
-        for status in http.HTTPStatus:
-            response: dict[str, Any] = {"description": status.phrase}
-            content_type = self.DEFAULT_RESPONSE_CONTENT_TYPE
-            if status >= 400:
-                response["schema"] = self.ERROR_SCHEMA
-                content_type = PROBLEM_MIMETYPE
-            prepare_response(response, self.spec, content_type)
-            self.spec.components.response(status.name, response, lazy=True)
-
-
-def problem_response(blueprint: flask_smorest.Blueprint, status: int, description: str) -> Any:
-    """Document an error status of an operation as a problem document (a decorator)."""
-    return blueprint.alt_response(
-        status, schema=ProblemSchema, content_type=PROBLEM_MIMETYPE, description=description
-    )
