@@ -126,3 +126,12 @@ def _status(conn: psycopg.Connection[Any], event_id: uuid.UUID) -> str | None:
         "SELECT status::text AS status FROM events WHERE id = %s", [event_id]
     ).fetchone()
     return None if row is None else row["status"]
+
+
+def test_both_spellings_of_create_app_name_the_same_factory():
+    import eventflo
+    import eventflo.app
+
+    assert eventflo.create_app is eventflo.app.create_app
+    with pytest.raises(AttributeError):
+        eventflo.no_such_thing  # noqa: B018
