@@ -1,5 +1,5 @@
 """The WSGI entry point: ``gunicorn wsgi:app`` (settings from EVENTFLO_* variables)."""
 
-from eventflo import create_app
+from eventflo.app import create_app
 
 app = create_app()

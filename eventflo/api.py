@@ -5,22 +5,23 @@ A view's docstring is its summary in /openapi.json and /docs: plain text, no reS
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import flask
 from flask_smorest import Blueprint
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from eventflo import auth, db, events, jsonbody, schemas
-from eventflo.errors import EventNotFound, MalformedRequest, TooManyLongPolls, problem_response
+from eventflo import appstate, auth, db, events, jsonbody, longpoll, schemas
+from eventflo.apidocs import problem_response
+from eventflo.errors import EventNotFound, MalformedRequest
 from eventflo.events import Cursor
+from eventflo.problems import BodyTooLarge
+from eventflo.status import Status
+
+BATCH_ENDPOINT = "events.create_events_batch"
 
 
 class StrictJSONParser(FlaskParser):
@@ -29,13 +30,16 @@ class StrictJSONParser(FlaskParser):
     def _raw_load_json(self, req: flask.Request) -> Any:
         if not req.is_json:
             raise UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
-        config = flask.current_app.extensions["eventflo"].config
-        return jsonbody.loads(
+        config = appstate.current().config
+        events_in = "events" if req.endpoint == BATCH_ENDPOINT else None
+        document = jsonbody.loads(
             _body(req),
             max_depth=config.max_json_depth,
             max_keys=config.max_json_keys,
-            per_event_in="events" if req.endpoint == "events.create_events_batch" else None,
+            per_event_in=events_in,
         )
+        jsonbody.require_objects(document, items_in=events_in)
+        return document
 
     def _handle_invalid_json_error(
         self, error: Any, req: flask.Request, *args: Any, **kwargs: Any
@@ -49,11 +53,22 @@ def _body(req: flask.Request) -> bytes:
     Without a Content-Length, werkzeug stops reading at the limit and returns
     what it has; one more read past the limit is what raises its 413.
     """
-    data = req.get_data(cache=True)
-    limit = req.max_content_length
-    if req.content_length is None and limit is not None and len(data) >= limit:
-        req.stream.read(1)  # raises RequestEntityTooLarge when more is there
+    limit, setting = _body_limit()
+    try:
+        data = req.get_data(cache=True)
+        if req.content_length is None and len(data) >= limit:
+            req.stream.read(1)  # raises RequestEntityTooLarge when more is there
+    except RequestEntityTooLarge:
+        raise BodyTooLarge(limit, setting) from None
     return data
+
+
+def _body_limit() -> tuple[int, str]:
+    """This request's body limit in bytes, and the setting that says so: a batch has its own."""
+    config = appstate.current().config
+    if flask.request.endpoint == BATCH_ENDPOINT:
+        return config.max_batch_body_bytes, "EVENTFLO_MAX_BATCH_BODY_BYTES"
+    return config.max_body_bytes, "EVENTFLO_MAX_BODY_BYTES"
 
 
 class EventsBlueprint(Blueprint):
@@ -63,10 +78,6 @@ class EventsBlueprint(Blueprint):
 blp = EventsBlueprint(
     "events", __name__, url_prefix="/events", description="Submit and read events"
 )
-
-
-def _state() -> Any:
-    return flask.current_app.extensions["eventflo"]
 
 
 def _parse_event_id(event_id: str) -> uuid.UUID:
@@ -116,7 +127,7 @@ def create_event(body: dict[str, Any]) -> Any:
         source=body["source"],
         idempotency_key=_idempotency_key(),
     )
-    with db.borrow(_state().pool) as conn:
+    with db.borrow(appstate.current().pool) as conn:
         accepted = events.insert(conn, new)
     location = flask.url_for("events.get_event", event_id=str(accepted.event_id))
     status = 202 if accepted.created else 200
@@ -150,7 +161,7 @@ def create_events_batch(body: dict[str, Any]) -> Any:
         )
         for item in body["events"]
     ]
-    with db.borrow(_state().pool) as conn:
+    with db.borrow(appstate.current().pool) as conn:
         accepted = events.insert_many(conn, batch)
     answer = [{"event_id": a.event_id, "status": a.status, "created": a.created} for a in accepted]
     status = 202 if any(a.created for a in accepted) else 200
@@ -158,10 +169,9 @@ def create_events_batch(body: dict[str, Any]) -> Any:
 
 
 @blp.before_request
-def _batch_body_limit() -> None:
+def _apply_body_limit() -> None:
     """A batch may be larger than a single event; the limit applies before the body is read."""
-    if flask.request.endpoint == "events.create_events_batch":
-        flask.request.max_content_length = _state().config.max_batch_body_bytes
+    flask.request.max_content_length = _body_limit()[0]
 
 
 EVENT_ID_PARAMETER = {
@@ -183,79 +193,16 @@ EVENT_ID_PARAMETER = {
 def get_event(args: dict[str, Any], event_id: str) -> Any:
     """One event with its status, result and attempt history; ?wait=N long-polls till it ends."""
     parsed_id = _parse_event_id(event_id)
-    state = _state()
+    state = appstate.current()
     wait = min(args["wait"], state.config.max_wait_seconds)
     if wait > 0:
-        with long_poll_slots(flask.current_app._get_current_object()).take():  # type: ignore[attr-defined]
-            _wait_until_finished(parsed_id, wait)
+        with state.long_polls.take():
+            longpoll.wait_until_finished(state.pool, state.finished_listener, parsed_id, wait)
     with db.borrow(state.pool) as conn:
         event = events.get(conn, parsed_id)
     if event is None:
         raise EventNotFound(f"No event has id {parsed_id}.")
     return event
-
-
-class LongPollSlots:
-    """At most ``limit`` requests of this process long-poll at once; the next one is a 503.
-
-    Why a 503 with ``Retry-After`` rather than answering at once without the
-    wait: an early 200 with the event still queued looks exactly like a wait
-    that timed out, so a polling client asks again at once, and every waiter
-    over the cap turns into a busy loop against the database precisely when
-    the process is saturated. A 503 says "not now" and for how long; clients
-    and load balancers know to back off. Slots are per process (each gunicorn
-    worker has its own), taken without blocking and released when the wait ends.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._free = threading.BoundedSemaphore(limit)
-        self._lock = threading.Lock()
-        self.in_use = 0
-
-    @contextlib.contextmanager
-    def take(self) -> Iterator[None]:
-        if not self._free.acquire(blocking=False):
-            raise TooManyLongPolls(
-                f"This API process already holds {self.limit} waiting requests"
-                " (EVENTFLO_MAX_LONG_POLLS); retry after a second, or read without ?wait=."
-            )
-        with self._lock:
-            self.in_use += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.in_use -= 1
-            self._free.release()
-
-
-def long_poll_slots(app: flask.Flask) -> LongPollSlots:
-    """The app's slots, made on first use (setdefault keeps one if two requests race)."""
-    slots = app.extensions.get("eventflo.long_polls")
-    if slots is None:
-        limit = app.extensions["eventflo"].config.max_long_polls
-        slots = app.extensions.setdefault("eventflo.long_polls", LongPollSlots(limit))
-    return slots  # type: ignore[no-any-return]
-
-
-def _wait_until_finished(event_id: uuid.UUID, wait: float) -> None:
-    """Block until the event is completed or failed, or ``wait`` seconds pass.
-
-    A worker sends one NOTIFY per finished batch; the process's listener turns
-    it into a wake-up, and we re-read the status. Reading the generation before
-    the status closes the race with a notification that lands in between.
-    """
-    state = _state()
-    deadline = time.monotonic() + wait
-    while True:
-        generation = state.finished_listener.generation()
-        with db.borrow(state.pool) as conn:
-            status = events.get_status(conn, event_id)
-        remaining = deadline - time.monotonic()
-        if status is None or status in events.FINISHED or remaining <= 0:
-            return
-        state.finished_listener.wait_for_next(generation, timeout=remaining)
 
 
 @blp.route("", methods=["GET"])
@@ -265,13 +212,13 @@ def _wait_until_finished(event_id: uuid.UUID, wait: float) -> None:
 @problem_response(blp, 503, "Database unavailable")
 def list_events(args: dict[str, Any]) -> Any:
     """Recent events, newest first; follow the Link header (rel="next") for the next page."""
-    state = _state()
+    state = appstate.current()
     limit = min(args["limit"], state.config.list_limit_max)
     with db.borrow(state.pool) as conn:
         rows = events.list_recent(
             conn,
             limit=limit,
-            status=args["status"],
+            status=None if args["status"] is None else Status(args["status"]),
             event_type=args["event_type"],
             after=args["cursor"],
         )

@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 import flask
 import flask_smorest
 
-from eventflo import db, keys
-from eventflo.errors import EventFloError, problem_response
+from eventflo import appstate, db, keys
+from eventflo.apidocs import problem_response
+from eventflo.problems import InsufficientScope, InvalidKey, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -48,33 +49,6 @@ PUBLIC_ENDPOINTS = frozenset(
 View = TypeVar("View", bound=Callable[..., Any])
 
 NO_SUCH_KEY = "The API key is not valid: no such key exists."
-
-
-class Unauthenticated(EventFloError):
-    """No key, or one that is not a valid key (unknown or revoked): 401."""
-
-    status = 401
-    title = "Authentication required"
-    headers = {"WWW-Authenticate": 'Bearer realm="eventflo"'}
-
-
-class InvalidKey(Unauthenticated):
-    headers = {"WWW-Authenticate": 'Bearer realm="eventflo", error="invalid_token"'}
-
-
-class InsufficientScope(EventFloError):
-    """A valid key whose scope does not allow this request: 403."""
-
-    status = 403
-    title = "Insufficient scope"
-
-    def __init__(self, detail: str, *, needed: str) -> None:
-        super().__init__(detail)
-        self.headers = {
-            "WWW-Authenticate": (
-                f'Bearer realm="eventflo", error="insufficient_scope", scope="{needed}"'
-            )
-        }
 
 
 def allows(key_scope: str, needed: str) -> bool:
@@ -124,7 +98,7 @@ def check_request() -> None:
     Requests for unknown routes and wrong methods pass through, to get their 404/405.
     """
     app = flask.current_app
-    state = app.extensions["eventflo"]
+    state = appstate.of(app)
     endpoint = flask.request.endpoint
     if not state.config.auth or endpoint is None:
         return
@@ -170,7 +144,7 @@ def _cookie_allowed(request: flask.Request) -> bool:
     return request.blueprint == "dashboard" or request.method in ("GET", "HEAD")
 
 
-def authenticate(pool: Any, presented: str) -> keys.ApiKey:
+def authenticate(pool: db.Pool, presented: str) -> keys.ApiKey:
     """The stored key for ``presented``; 401 when it is unknown or revoked."""
     if not keys.looks_like_key(presented):
         raise InvalidKey(NO_SUCH_KEY)  # without a connection: garbage costs nothing
@@ -195,8 +169,7 @@ class Caller:
 
 
 def caller() -> Caller:
-    state = flask.current_app.extensions["eventflo"]
-    return Caller(auth=state.config.auth, key=flask.g.get("api_key"))
+    return Caller(auth=appstate.current().config.auth, key=flask.g.get("api_key"))
 
 
 def init_app(app: flask.Flask, api: flask_smorest.Api) -> None:
@@ -210,7 +183,7 @@ def init_app(app: flask.Flask, api: flask_smorest.Api) -> None:
             "description": "An API key from `eventflo keys create` (scopes: ingest, read, admin)",
         },
     )
-    if not app.extensions["eventflo"].config.auth:
+    if not appstate.of(app).config.auth:
         log.warning(
             "EVENTFLO_AUTH=off: the API accepts every request without an API key; "
             "use this only for local development"

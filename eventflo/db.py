@@ -1,16 +1,21 @@
-"""Connections: one pool per API process, dedicated connections for workers, and the 503 translation."""
+"""Connections: a pool per API process, dedicated ones for workers; driver errors in our words."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any, TypeAlias, TypedDict
 
 import psycopg
 import psycopg_pool
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, RowFactory, dict_row
 
 from eventflo import errors
 from eventflo.config import Config
+
+Row: TypeAlias = DictRow
+Connection: TypeAlias = psycopg.Connection[Row]
+Pool: TypeAlias = psycopg_pool.ConnectionPool[Connection]
 
 
 class ReconnectBackoff:
@@ -34,7 +39,22 @@ class ReconnectBackoff:
         self.current = 0.0
 
 
-def connection_kwargs(config: Config, application_name: str) -> dict[str, object]:
+class ConnectionSettings(TypedDict):
+    """The keyword arguments of ``psycopg.connect`` that every EventFlo connection is made with."""
+
+    autocommit: bool
+    row_factory: RowFactory[Row]
+    application_name: str
+    connect_timeout: int
+    keepalives: int
+    keepalives_idle: int
+    keepalives_interval: int
+    keepalives_count: int
+    tcp_user_timeout: int
+    options: str
+
+
+def connection_kwargs(config: Config, application_name: str) -> ConnectionSettings:
     """Settings every EventFlo connection carries.
 
     Autocommit, so a transaction exists only inside an explicit
@@ -64,25 +84,24 @@ def connection_kwargs(config: Config, application_name: str) -> dict[str, object
     }
 
 
-def connect(config: Config, application_name: str) -> psycopg.Connection[dict[str, object]]:
+def connect(config: Config, application_name: str) -> Connection:
     """A dedicated connection (a worker's, a listener's, the CLI's), outside any pool."""
-    return psycopg.connect(  # type: ignore[call-overload,no-any-return]
+    return psycopg.connect(
         config.require_database_url(), **connection_kwargs(config, application_name)
     )
 
 
-def create_pool(
-    config: Config, application_name: str = "eventflo-api"
-) -> psycopg_pool.ConnectionPool:
-    """A pool for this process; it connects in the background and keeps trying while the database is down.
+def create_pool(config: Config, application_name: str = "eventflo-api") -> Pool:
+    """A pool for this process: it connects in the background, retrying while the database is down.
 
     Never share it across a fork; each process needs its own pool.
     """
-    pool = psycopg_pool.ConnectionPool(
+    settings: dict[str, Any] = dict(connection_kwargs(config, application_name))
+    pool: Pool = psycopg_pool.ConnectionPool(
         config.require_database_url(),
         min_size=1,
         max_size=config.pool_size,
-        kwargs=connection_kwargs(config, application_name),
+        kwargs=settings,
         timeout=config.pool_timeout,
         # The pool doubles its wait between reconnection attempts until this
         # timeout (5 min by default): after a long outage it would go on
@@ -129,7 +148,7 @@ def translate_errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def borrow(pool: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection[dict[str, object]]]:
+def borrow(pool: Pool) -> Iterator[Connection]:
     """A pooled connection; database trouble becomes DatabaseUnavailable or SchemaNotCurrent."""
     with translate_errors(), pool.connection() as conn:
         yield conn

@@ -15,12 +15,13 @@ from psycopg.types.json import Jsonb
 
 from eventflo.errors import IdempotencyConflict
 from eventflo.sql import QUERIES
+from eventflo.status import FINISHED as FINISHED
+from eventflo.status import Status
 
 Row = dict[str, Any]
 
-# The lifecycle, as the database's event_status enum spells it.
-STATUSES = ("queued", "processing", "completed", "failed")
-FINISHED = ("completed", "failed")
+# The lifecycle in its order, as filters offer it and counts list it.
+STATUSES: tuple[Status, ...] = tuple(Status)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Accepted:
     """The answer to a submission: the event, and whether this request created it."""
 
     event_id: uuid.UUID
-    status: str
+    status: Status
     created: bool
 
 
@@ -94,7 +95,7 @@ def insert_many(conn: psycopg.Connection[Row], batch: Sequence[NewEvent]) -> lis
         answers = []
         for event, fingerprint, row in zip(batch, fingerprints, rows, strict=True):
             if row["id"] is not None:
-                answers.append(Accepted(row["id"], row["status"], created=True))
+                answers.append(Accepted(row["id"], Status(row["status"]), created=True))
                 continue
             original = originals.get(event.idempotency_key)
             if original is None:  # the winner of a race was deleted (purged) before we read it
@@ -106,7 +107,7 @@ def insert_many(conn: psycopg.Connection[Row], batch: Sequence[NewEvent]) -> lis
                     f"Idempotency-Key {event.idempotency_key!r} was first used with a different "
                     f"request (event {original['id']}); use a new key for a new event."
                 )
-            answers.append(Accepted(original["id"], original["status"], created=False))
+            answers.append(Accepted(original["id"], Status(original["status"]), created=False))
     return answers
 
 
@@ -153,10 +154,10 @@ def get(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> Row | None:
     }
 
 
-def get_status(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> str | None:
+def get_status(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> Status | None:
     """Only the status: the cheap read a long-poll repeats."""
     row = conn.execute(QUERIES["get_event_status"], {"event_id": event_id}).fetchone()
-    return None if row is None else str(row["status"])
+    return None if row is None else Status(row["status"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +171,7 @@ def list_recent(
     conn: psycopg.Connection[Row],
     *,
     limit: int,
-    status: str | None = None,
+    status: Status | None = None,
     event_type: str | None = None,
     after: Cursor | None = None,
 ) -> list[Row]:

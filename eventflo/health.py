@@ -12,20 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import flask
 import marshmallow as ma
 from flask_smorest import Blueprint
 
-from eventflo import auth, db, errors, migrate
-from eventflo.errors import EventFloError, problem_response
+from eventflo import appstate, auth, db, errors, migrate
+from eventflo.apidocs import problem_response
+from eventflo.problems import NotReady
 from eventflo.sql import QUERIES
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")
-
-
-class NotReady(EventFloError):
-    status = 503
-    title = "Not ready"
 
 
 class HealthSchema(ma.Schema):
@@ -59,7 +54,7 @@ def readyz() -> Any:
     """
     known = migrate.migration_ids()
     try:
-        with db.borrow(flask.current_app.extensions["eventflo"].pool) as conn:
+        with db.borrow(appstate.current().pool) as conn:
             applied = {row["migration_id"] for row in conn.execute(QUERIES["applied_migrations"])}
     except errors.SchemaNotCurrent:
         raise NotReady("The database has no schema yet; run `eventflo migrate`.") from None

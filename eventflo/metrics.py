@@ -21,7 +21,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import flask
-import psycopg
 from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -31,7 +30,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from eventflo import auth, db, events, registry
+from eventflo import appstate, auth, db, events, registry
 from eventflo.config import Config
 from eventflo.errors import DatabaseUnavailable
 from eventflo.sql import load
@@ -52,7 +51,7 @@ blp = Blueprint("metrics", __name__, description="Prometheus metrics")
 @blp.response(200, description="Prometheus text format", content_type=CONTENT_TYPE_LATEST)
 def metrics() -> Any:
     """Queue, throughput, latency, workers and vacuum health, read from the database."""
-    state = flask.current_app.extensions["eventflo"]
+    state = appstate.current()
     families = scrape(state.pool, state.config)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families))
@@ -71,7 +70,7 @@ class _Families:
         return self._families
 
 
-def scrape(pool: Any, config: Config) -> list[Metric]:
+def scrape(pool: db.Pool, config: Config) -> list[Metric]:
     """All families; only ``eventflo_database_up 0`` when the database does not answer.
 
     A scrape that fails outright would hide which part failed: Prometheus
@@ -82,7 +81,7 @@ def scrape(pool: Any, config: Config) -> list[Metric]:
         with db.borrow(pool) as conn, conn.transaction():
             events.read_one_snapshot(conn)
             families = _read(conn, config)
-    except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+    except DatabaseUnavailable as exc:
         log.warning("metrics: the database did not answer: %s", exc)
         up.add_metric([], 0)
         return [up]
@@ -90,12 +89,20 @@ def scrape(pool: Any, config: Config) -> list[Metric]:
     return [up, *families]
 
 
-def _read(conn: psycopg.Connection[Any], config: Config) -> list[Metric]:
+def _one_row(conn: db.Connection, query: str) -> db.Row:
+    """The row of an aggregate without GROUP BY, which always has exactly one."""
+    row = conn.execute(QUERIES[query]).fetchone()
+    if row is None:
+        raise RuntimeError(f"{query} returned no row")
+    return row
+
+
+def _read(conn: db.Connection, config: Config) -> list[Metric]:
     by_status = GaugeMetricFamily("eventflo_events", "Stored events by status", labels=["status"])
     for row in conn.execute(QUERIES["events_by_status"]):
         by_status.add_metric([row["status"]], row["events"])
 
-    due = conn.execute(QUERIES["due_events"]).fetchone()
+    due = _one_row(conn, "due_events")
     queue_depth = GaugeMetricFamily(
         "eventflo_queue_depth", "Queued events that are due (run_at has come)", value=due["events"]
     )
@@ -139,7 +146,7 @@ def _read(conn: psycopg.Connection[Any], config: Config) -> list[Metric]:
     oldest_xact = GaugeMetricFamily(
         "eventflo_oldest_transaction_age_seconds",
         "Age of the oldest open transaction in this database (it holds back vacuum)",
-        value=conn.execute(QUERIES["oldest_transaction_age"]).fetchone()["seconds"],
+        value=_one_row(conn, "oldest_transaction_age")["seconds"],
     )
     return [
         by_status,
@@ -154,7 +161,7 @@ def _read(conn: psycopg.Connection[Any], config: Config) -> list[Metric]:
     ]
 
 
-def _latency_and_completed(conn: psycopg.Connection[Any], completed: CounterMetricFamily) -> Metric:
+def _latency_and_completed(conn: db.Connection, completed: CounterMetricFamily) -> Metric:
     """One pass over the completed events fills the counter and builds the latency histogram."""
     per_bucket = [0] * (len(LATENCY_BUCKETS) + 1)  # width_bucket: 0 below the first bound
     per_label: collections.Counter[tuple[str, str]] = collections.Counter()

@@ -57,7 +57,7 @@ class EventCreateSchema(ma.Schema):
 
     @ma.validates_schema
     def _payload_fits_the_rules(self, data: dict[str, Any], **kwargs: Any) -> None:
-        """Fields the rules read must have the type they expect, or the event could never be judged."""
+        """Fields the rules read must have the type they expect, or the event cannot be judged."""
         if "event_type" in data and isinstance(data.get("payload"), dict):
             errors = rules.payload_errors(data["event_type"], data["payload"])
             if errors:
@@ -107,17 +107,11 @@ class EventBatchSchema(ma.Schema):
                 continue
             request = (item["event_type"], item["source"], item["payload"])
             if key in first_use and first_use[key][1] != request:
-                raise ma.ValidationError(
-                    {
-                        "events": {
-                            index: {
-                                "idempotency_key": [
-                                    f"Already used by event {first_use[key][0]} of this batch for a different event."
-                                ]
-                            }
-                        }
-                    }
+                message = (
+                    f"Already used by event {first_use[key][0]} of this batch"
+                    " for a different event."
                 )
+                raise ma.ValidationError({"events": {index: {"idempotency_key": [message]}}})
             first_use.setdefault(key, (index, request))
 
 
@@ -196,25 +190,34 @@ class WaitArgsSchema(ma.Schema):
     )
 
 
-class CursorField(fields.String):
+class CursorField(fields.Field[Cursor]):
     """An opaque page cursor: the base64url of the last event id of the previous page.
 
     Opaque so that clients follow Link headers instead of building cursors,
     and the listing order can change without breaking them.
     """
 
+    default_error_messages = {
+        "invalid": "Not a valid cursor; use the Link header of a previous page."
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"type": "string", **kwargs.pop("metadata", {})}  # its OpenAPI type
+        super().__init__(metadata=metadata, **kwargs)
+
     @staticmethod
     def encode(cursor: Cursor) -> str:
         return base64.urlsafe_b64encode(cursor.event_id.bytes).decode().rstrip("=")
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Cursor:
-        text = super()._deserialize(value, attr, data, **kwargs)
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
         try:
-            return Cursor(uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))))
+            return Cursor(
+                uuid.UUID(bytes=base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+            )
         except (binascii.Error, ValueError):
-            raise ma.ValidationError(
-                "Not a valid cursor; use the Link header of a previous page."
-            ) from None
+            raise self.make_error("invalid") from None
 
 
 class ListArgsSchema(ma.Schema):

@@ -1,4 +1,4 @@
-"""The HTTP API against a real PostgreSQL: what a client sends, what it gets back, what is stored."""
+"""The HTTP API against a real PostgreSQL: what a client sends and gets back, what is stored."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from eventflo import appstate
 from eventflo.sql import QUERIES
 from eventflo.worker import Worker
 from tests import tcp_proxy
@@ -213,7 +214,7 @@ def test_malformed_event_id_is_400(client, bad_id):
 
 def test_wait_returns_as_soon_as_the_event_completes(app, client, config, conn):
     # Without its fallback poll, only the worker's NOTIFY can wake the request in time.
-    app.extensions["eventflo"].finished_listener.FALLBACK_POLL = 30.0
+    appstate.of(app).finished_listener.FALLBACK_POLL = 30.0
     event_id = post_event(client).get_json()["event_id"]
 
     def complete_while_the_request_waits() -> int:
@@ -594,6 +595,34 @@ def test_bad_input_is_a_clear_4xx_and_stores_nothing(
     assert count_events(conn) == 0
 
 
+@pytest.mark.parametrize("body", [b"[]", b'[{"event_type": "x"}]', b"null", b'"x"', b"5", b"true"])
+def test_a_body_that_is_not_a_json_object_says_so(client, conn, body):
+    response = client.post("/events", data=body, content_type=JSON)
+
+    problem = assert_problem(response, 422)
+    assert problem["detail"] == "The body must be a JSON object."
+    assert "_schema" not in json.dumps(problem)
+    assert count_events(conn) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"event_type": "x", "event_type": "y"}', "event_type"),
+        (b'{"event_type": "x", "payload": {"amount": 1, "amount": 2000}}', "amount"),
+        (b'{"event_type": "x", "payload": {"deep": [{"k": 1, "k": 2}]}}', "k"),
+    ],
+)
+def test_a_key_twice_in_one_object_is_a_400_naming_it_and_nothing_is_stored(
+    client, conn, body, key
+):
+    response = client.post("/events", data=body, content_type=JSON)
+
+    problem = assert_problem(response, 400)
+    assert f"'{key}'" in problem["detail"] and "twice" in problem["detail"]
+    assert count_events(conn) == 0
+
+
 def test_wrong_type_of_a_field_the_rules_read_names_that_field(client, conn):
     response = post_event(client, {"event_type": "payment_failed", "payload": {"amount": "lots"}})
 
@@ -607,7 +636,10 @@ def test_a_20_mb_body_is_413(client, conn):
 
     response = client.post("/events", data=body, content_type=JSON)
 
-    assert_problem(response, 413)
+    problem = assert_problem(response, 413)
+    assert problem["detail"] == (
+        "The body is larger than the limit of 1048576 bytes (EVENTFLO_MAX_BODY_BYTES)."
+    )
     assert count_events(conn) == 0
 
 
@@ -691,7 +723,8 @@ def test_a_chunked_body_over_the_limit_is_413_not_truncated(make_app, conn):
         # What gunicorn says of a chunked body: the stream ends where the body ends.
         environ_overrides={"wsgi.input_terminated": True},
     )
-    assert_problem(response, 413)
+    problem = assert_problem(response, 413)
+    assert "limit of 1000 bytes (EVENTFLO_MAX_BODY_BYTES)" in problem["detail"]
     assert count_events(conn) == 0
 
 
@@ -713,5 +746,5 @@ def test_openapi_lists_every_operation(client):
     assert response.status_code == 200
     paths = response.get_json()["paths"]
     assert {"post", "get"} <= paths["/events"].keys()
-    assert "get" in paths["/events/{event_id}"].keys()
-    assert "post" in paths["/events/batch"].keys()
+    assert "get" in paths["/events/{event_id}"]
+    assert "post" in paths["/events/batch"]

@@ -1,4 +1,4 @@
-"""POST /events/batch: many events in one transaction, all or nothing, with per-event idempotency."""
+"""POST /events/batch: many events in one transaction, all or none, with per-event idempotency."""
 
 from __future__ import annotations
 
@@ -137,7 +137,45 @@ def test_the_batch_body_limit_is_its_own(make_app, conn):
     client = make_app(max_body_bytes=1000, max_batch_body_bytes=200_000).test_client()
     body = {"events": [_item(n) for n in range(300)]}  # about 17 kB: over the single limit only
     assert client.post("/events/batch", json=body).status_code == 202
-    assert_problem(client.post("/events", json=_item(1, source="x" * 1000)), 413)
+    single = assert_problem(client.post("/events", json=_item(1, source="x" * 1000)), 413)
+    assert "limit of 1000 bytes (EVENTFLO_MAX_BODY_BYTES)" in single["detail"]
     huge = {"events": [_item(n, source="s" * 200) for n in range(1000)]}  # about 260 kB
-    assert_problem(client.post("/events/batch", json=huge), 413)
+    batch = assert_problem(client.post("/events/batch", json=huge), 413)
+    assert "limit of 200000 bytes (EVENTFLO_MAX_BATCH_BODY_BYTES)" in batch["detail"]
     assert count_events(conn) == 300
+
+
+@pytest.mark.parametrize("body", [b"[]", b"null", b'"events"', b"[1, 2]"])
+def test_a_batch_body_that_is_not_a_json_object_says_so(client, conn, body):
+    response = client.post("/events/batch", data=body, content_type="application/json")
+    assert assert_problem(response, 422)["detail"] == "The body must be a JSON object."
+    assert count_events(conn) == 0
+
+
+@pytest.mark.parametrize("item", [5, None, "payment_failed", [{"event_type": "x"}]])
+def test_a_batch_item_that_is_not_an_object_is_named_by_its_index(client, conn, item):
+    response = client.post("/events/batch", json={"events": [_item(1), _item(2), item]})
+
+    problem = assert_problem(response, 422)
+    assert "Item 2 of events" in problem["detail"]
+    assert problem["errors"] == {"events": {"2": ["Must be a JSON object."]}}
+    assert count_events(conn) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"events": [{"event_type": "x"}], "events": []}', "events"),
+        (
+            b'{"events": [{"event_type": "x"}, {"event_type": "x", "source": "a", "source": "b"}]}',
+            "source",
+        ),
+        (b'{"events": [{"event_type": "x", "payload": {"amount": 1, "amount": 5000}}]}', "amount"),
+    ],
+)
+def test_a_key_twice_in_a_batch_is_a_400_naming_it_and_nothing_is_stored(client, conn, body, key):
+    response = client.post("/events/batch", data=body, content_type="application/json")
+
+    problem = assert_problem(response, 400)
+    assert f"'{key}'" in problem["detail"] and "twice" in problem["detail"]
+    assert count_events(conn) == 0

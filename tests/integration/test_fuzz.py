@@ -29,7 +29,7 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from eventflo import create_app, keys
 from eventflo.config import Config
-from eventflo.errors import PROBLEM_MIMETYPE
+from eventflo.problems import PROBLEM_MIMETYPE
 from eventflo.worker import Worker
 
 # Per operation and generation phase; six operations, positive and negative

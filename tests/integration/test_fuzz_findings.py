@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from eventflo.errors import PROBLEM_MIMETYPE
+from eventflo.problems import PROBLEM_MIMETYPE
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from eventflo import api
+from eventflo import appstate
 from eventflo.config import Config, ConfigError
 from eventflo.worker import Worker
 
@@ -93,7 +93,7 @@ def test_long_polls_beyond_the_cap_are_503_at_once_and_the_waiters_are_unharmed(
     app = make_app(max_long_polls=2, max_wait_seconds=20.0)
     event_id = app.test_client().post("/events", json={"event_type": "x"}).get_json()["event_id"]
     url = f"/events/{event_id}?wait=20"
-    slots = api.long_poll_slots(app)
+    slots = appstate.of(app).long_polls
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         # One test client per thread: each stands for a separate HTTP connection.
@@ -130,7 +130,7 @@ def test_a_waiting_request_gives_its_slot_back_when_it_times_out(make_app):
     for _ in range(3):
         response = client.get(f"/events/{event_id}?wait=5")
         assert (response.status_code, response.get_json()["status"]) == (200, "queued")
-    assert api.long_poll_slots(app).in_use == 0
+    assert appstate.of(app).long_polls.in_use == 0
 
 
 # -- timeouts of the app's connections ------------------------------------
@@ -139,7 +139,7 @@ def test_a_waiting_request_gives_its_slot_back_when_it_times_out(make_app):
 def test_the_apps_connections_carry_both_timeouts(make_app):
     app = make_app(statement_timeout=1.5)
     app.test_client().get("/events")  # opens the pool
-    with app.extensions["eventflo"].pool.connection() as conn:
+    with appstate.of(app).pool.connection() as conn:
         assert conn.execute("SHOW statement_timeout").fetchone()["statement_timeout"] == "1500ms"
         row = conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()
         assert row["idle_in_transaction_session_timeout"] == "1500ms"
@@ -162,7 +162,7 @@ def test_a_statement_over_the_timeout_is_503_and_the_api_recovers(make_app, conn
 def test_an_abandoned_transaction_is_ended_by_the_server(make_app, conn):
     app = make_app(statement_timeout=0.3)
     app.test_client().get("/events")
-    with app.extensions["eventflo"].pool.connection() as pooled:
+    with appstate.of(app).pool.connection() as pooled:
         pid = pooled.info.backend_pid
         with pytest.raises(psycopg.Error), pooled.transaction():
             pooled.execute("SELECT 1")
@@ -185,7 +185,7 @@ def test_a_request_that_cannot_get_a_pooled_connection_in_time_is_503(make_app):
     app = make_app(pool_size=1, pool_timeout=0.5)
     client = app.test_client()
     assert client.get("/events").status_code == 200
-    with app.extensions["eventflo"].pool.connection():  # the pool's only connection
+    with appstate.of(app).pool.connection():  # the pool's only connection
         started = time.monotonic()
         response = client.get("/events")
         elapsed = time.monotonic() - started

@@ -1,4 +1,4 @@
-"""The dashboard's pure parts: the Origin check, the chart's geometry, the filters, durations."""
+"""The dashboard's pure parts: the Origin check, the filters, durations (the chart: test_chart)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from eventflo import dashboard
+from eventflo import dashboard, overview, signin
 
 
 @pytest.mark.parametrize(
@@ -31,47 +31,20 @@ from eventflo import dashboard
     ],
 )
 def test_same_host(origin, host, same):
-    assert dashboard.same_host(origin, host) is same
-
-
-def _minutes(*counts: int) -> list[tuple[dt.datetime, int]]:
-    start = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
-    return [(start + dt.timedelta(minutes=i), count) for i, count in enumerate(counts)]
-
-
-def test_the_busiest_minute_fills_the_plot_and_the_others_scale():
-    chart = dashboard.chart(_minutes(0, 5, 10, 0))
-    assert (chart.peak, chart.total) == (10, 15)
-    plot = chart.bottom - chart.top
-    assert [bar.height for bar in chart.bars] == [0.0, plot / 2, plot, 0.0]
-    assert all(bar.y + bar.height == chart.bottom for bar in chart.bars)
-    xs = [bar.x for bar in chart.bars]
-    assert xs == sorted(xs) and xs[0] >= chart.left
-    assert chart.bars[-1].x + chart.bars[-1].width <= chart.width
-
-
-def test_an_idle_quarter_hour_draws_no_bars():
-    chart = dashboard.chart(_minutes(*[0] * 15))
-    assert (chart.peak, chart.total) == (0, 0)
-    assert {bar.height for bar in chart.bars} == {0.0}
-
-
-def test_minute_labels_count_back_from_the_current_minute():
-    chart = dashboard.chart(_minutes(*[1] * 15))
-    assert [bar.minute.minute for bar in chart.labels] == [4, 9, 14]
+    assert signin.same_host(origin, host) is same
 
 
 def test_filters_from_the_query_string():
-    assert dashboard.Filters.from_args({}) == dashboard.Filters()
-    assert dashboard.Filters.from_args(
-        {"status": " failed ", "event_type": ""}
-    ) == dashboard.Filters(status="failed")
-    unknown = dashboard.Filters.from_args({"status": "lost", "event_type": "sla_breach"})
+    assert overview.Filters.from_args({}) == overview.Filters()
+    assert overview.Filters.from_args({"status": " failed ", "event_type": ""}) == overview.Filters(
+        status="failed"
+    )
+    unknown = overview.Filters.from_args({"status": "lost", "event_type": "sla_breach"})
     assert (unknown.status, unknown.event_type) == (None, "sla_breach")
     assert unknown.notice and "lost" in unknown.notice
-    too_long = dashboard.Filters.from_args({"event_type": "x" * 101})
+    too_long = overview.Filters.from_args({"event_type": "x" * 101})
     assert too_long.event_type is None and too_long.notice
-    assert dashboard.Filters(status="queued", event_type="a.b").query() == {
+    assert overview.Filters(status="queued", event_type="a.b").query() == {
         "status": "queued",
         "event_type": "a.b",
     }
@@ -93,18 +66,3 @@ def test_filters_from_the_query_string():
 def test_duration(seconds, text):
     assert dashboard.duration(dt.timedelta(seconds=seconds)) == text
     assert dashboard.duration(None) == "—"
-
-
-def test_the_last_minutes_end_with_the_current_one_and_fill_gaps_with_zero():
-    plus_one = dt.timezone(dt.timedelta(hours=1))
-    now = dt.datetime(2025, 1, 1, 13, 0, 42, tzinfo=plus_one)  # 12:00:42 UTC
-    completed = {
-        dt.datetime(2025, 1, 1, 13, 0, tzinfo=plus_one): 4,  # the database's zone, not UTC
-        dt.datetime(2025, 1, 1, 11, 50, tzinfo=dt.UTC): 2,
-    }
-    minutes = dashboard.last_minutes(completed, now)
-    assert len(minutes) == dashboard.THROUGHPUT_MINUTES
-    assert minutes[0][0] == dt.datetime(2025, 1, 1, 11, 46, tzinfo=dt.UTC)
-    assert minutes[-1] == (dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC), 4)
-    assert dict(minutes)[dt.datetime(2025, 1, 1, 11, 50, tzinfo=dt.UTC)] == 2
-    assert sum(count for _, count in minutes) == 6
