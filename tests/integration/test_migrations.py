@@ -14,6 +14,7 @@ ALL = [
     "0004_lean_hot_path",
     "0005_create_workers",
     "0006_create_api_keys",
+    "0007_workers_reaped",
 ]
 
 
@@ -51,18 +52,27 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
     assert migrate.pending(empty_database_url) == []
 
 
+def _columns(url: str, table: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s", [table]
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
 def test_rollback_one_step_then_reapply(empty_database_url):
     migrate.apply(empty_database_url)
-    assert migrate.rollback(empty_database_url, steps=1) == ["0006_create_api_keys"]
-    assert migrate.pending(empty_database_url) == ["0006_create_api_keys"]
-    assert "api_keys" not in _tables(empty_database_url)
-    assert migrate.apply(empty_database_url) == ["0006_create_api_keys"]
-    assert "api_keys" in _tables(empty_database_url)
+    assert migrate.rollback(empty_database_url, steps=1) == ["0007_workers_reaped"]
+    assert migrate.pending(empty_database_url) == ["0007_workers_reaped"]
+    assert "reaped_reason" not in _columns(empty_database_url, "workers")
+    assert migrate.apply(empty_database_url) == ["0007_workers_reaped"]
+    assert "reaped_reason" in _columns(empty_database_url, "workers")
 
 
 def test_rolling_back_the_hot_path_migration_restores_the_table_checks(empty_database_url):
     migrate.apply(empty_database_url)
-    assert migrate.rollback(empty_database_url, steps=3) == [
+    assert migrate.rollback(empty_database_url, steps=4) == [
+        "0007_workers_reaped",
         "0006_create_api_keys",
         "0005_create_workers",
         "0004_lean_hot_path",

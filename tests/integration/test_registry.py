@@ -402,7 +402,7 @@ def test_rescue_reads_the_lease_index_not_the_table(conn):
     conn.execute("ANALYZE")
     row = conn.execute(
         "EXPLAIN (FORMAT JSON) " + queue.QUERIES["rescue_expired"],
-        {"max_attempts": 5, "worker_timeout": TIMEOUT, "limit": 1000},
+        {"max_attempts": 5, "worker_timeout": TIMEOUT, "limit": 1000, "holder": None},
     ).fetchone()
     nodes = list(_plan_nodes(row["QUERY PLAN"][0]["Plan"]))
     assert any(n.get("Index Name") == "events_lease_idx" for n in nodes), nodes
