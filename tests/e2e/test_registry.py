@@ -1,10 +1,10 @@
-"""The workers registry with real processes: a SIGKILLed worker's claims go back long before its lease.
+"""The workers registry with real processes: a SIGKILLed worker's claims go back before its lease.
 
 The victim claims with a 300-second lease and is killed while it holds the
-claims (held at the results table's lock, as in test_crash). Its heartbeats
-stop; once it is silent for EVENTFLO_WORKER_TIMEOUT (3 s here), another
-worker releases every claim through the registry, well before the lease
-would have run out.
+claims (held before its commit, as in test_crash). Its heartbeats stop; once
+it is silent for EVENTFLO_WORKER_TIMEOUT (3 s here), another worker releases
+every claim through the registry, well before the lease would have run out,
+and then records the victim as reaped: it no longer shows as silent.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytest
 
 from tests.e2e.conftest import (
     ROOT,
+    Child,
     insert_bulk,
     start_worker,
     status_counts,
@@ -40,10 +41,10 @@ REGISTRY = {
 }
 
 
-def workers_cli(env: dict[str, str]) -> dict[str, str]:
-    """``eventflo workers --json --all`` as an operator runs it: worker id → state."""
+def workers_cli(env: dict[str, str], *, everything: bool = True) -> dict[str, str]:
+    """``eventflo workers --json [--all]`` as an operator runs it: worker id → state."""
     done = subprocess.run(
-        [sys.executable, "-m", "eventflo", "workers", "--json", "--all"],
+        [sys.executable, "-m", "eventflo", "workers", "--json", *(["--all"] if everything else [])],
         cwd=ROOT,
         env={**env, **REGISTRY},
         capture_output=True,
@@ -101,9 +102,14 @@ def test_sigkilled_workers_claims_are_released_through_the_registry_before_the_l
         assert f":{rescuer.pid}:" in completed["worker_id"]
 
     rescuer_id = next(iter(history.values()))[1]["worker_id"]
-    assert workers_cli(child_env) == {victim_id: "silent", rescuer_id: "live"}
+    # Its leases released, the dead worker is reaped: listed with --all, not as silent.
+    assert workers_cli(child_env) == {victim_id: "reaped", rescuer_id: "live"}
+    assert workers_cli(child_env, everything=False) == {rescuer_id: "live"}
+    reaped = [line for line in lines_of(rescuer) if line["message"].startswith("silent worker")]
+    assert [line["reaped_worker_id"] for line in reaped] == [victim_id]
+    assert reaped[0]["reason"].startswith("silent for ")
 
-    lines = [json.loads(line) for line in rescuer.log().splitlines()]
+    lines = lines_of(rescuer)
     rescued = [line for line in lines if line["message"] == "event lease rescued"]
     assert {line["event_id"] for line in rescued} == set(history)
     assert all(
@@ -117,4 +123,9 @@ def test_sigkilled_workers_claims_are_released_through_the_registry_before_the_l
 
     rescuer.send(signal.SIGTERM)
     assert rescuer.wait_exit(10) == 0
-    assert workers_cli(child_env) == {victim_id: "silent", rescuer_id: "stopped"}
+    assert workers_cli(child_env) == {victim_id: "reaped", rescuer_id: "stopped"}
+
+
+def lines_of(child: Child) -> list[dict[str, Any]]:
+    """The JSON log lines of a child started with EVENTFLO_LOG_FORMAT=json."""
+    return [json.loads(line) for line in child.log().splitlines()]
