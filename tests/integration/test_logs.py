@@ -1,4 +1,4 @@
-"""The worker's log: one structured line per event state change, JSON on request, no payload at INFO.
+"""The worker's log: a structured line per event state change, JSON on request, no payload at INFO.
 
 The lines go through the real formatter (EVENTFLO_LOG_FORMAT=json) into a
 buffer, and every line must parse as JSON on its own.

@@ -1,4 +1,4 @@
-"""The migrations apply, roll back and apply again, and leave the schema the rest of the code expects."""
+"""The migrations apply, roll back and apply again, and leave the schema the code expects."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ ALL = [
 def _tables(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%'"
+            "SELECT tablename FROM pg_tables"
+            " WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%'"
         ).fetchall()
     return {row[0] for row in rows}
 
@@ -42,7 +43,8 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
     assert _tables(empty_database_url) == set()
     with psycopg.connect(empty_database_url) as conn:
         leftovers = conn.execute(
-            "SELECT typname FROM pg_type WHERE typname IN ('event_status', 'severity', 'attempt_outcome', 'api_key_scope',"
+            "SELECT typname FROM pg_type WHERE typname IN"
+            " ('event_status', 'severity', 'attempt_outcome', 'api_key_scope',"
             " 'event_type_name', 'event_source_text', 'event_payload', 'idempotency_key_text')"
             " UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'eventflo_%'"
         ).fetchall()
@@ -81,7 +83,8 @@ def test_rolling_back_the_hot_path_migration_restores_the_table_checks(empty_dat
         checks = {
             row[0]
             for row in conn.execute(
-                "SELECT conname FROM pg_constraint WHERE conrelid = 'events'::regclass AND contype = 'c'"
+                "SELECT conname FROM pg_constraint"
+                " WHERE conrelid = 'events'::regclass AND contype = 'c'"
             )
         }
         indexes = {
