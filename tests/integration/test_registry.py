@@ -18,6 +18,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from eventflo import events, queue, registry, rules
+from eventflo.heartbeat import Heartbeat
 from eventflo.worker import Worker
 from tests import tcp_proxy
 from tests.integration.worker_harness import outcome_in_flight, poll_until, running
@@ -221,6 +222,32 @@ def test_the_registry_table_rejects_impossible_rows(conn, assignment, constraint
     with pytest.raises(psycopg.errors.CheckViolation) as excinfo:
         conn.execute(f"UPDATE workers SET {assignment} WHERE id = 'w'")
     assert excinfo.value.diag.constraint_name == constraint
+
+
+def test_the_heartbeat_registers_first_then_beats_only_when_due_and_records_the_stop(config, conn):
+    now = [100.0]
+    beat = Heartbeat(
+        dataclasses.replace(config, heartbeat_seconds=5.0), worker_id="w", clock=lambda: now[0]
+    )
+    beat.beat_if_due(conn, completed=0, failed=0)
+    assert (_row(conn, "w")["completed"], _row(conn, "w")["pid"]) == (0, os.getpid())
+    now[0] += 4.9
+    beat.beat_if_due(conn, completed=7, failed=1)  # not due yet: nothing sent
+    assert _row(conn, "w")["completed"] == 0
+    now[0] += 0.1
+    beat.beat_if_due(conn, completed=7, failed=1)
+    assert (_row(conn, "w")["completed"], _row(conn, "w")["failed"]) == (7, 1)
+
+    beat.record_stop(lambda: conn, completed=8, failed=1)
+    row = _row(conn, "w")
+    assert (row["completed"], row["stopped_at"] is not None) == (8, True)
+
+
+def test_a_worker_that_never_registered_records_no_stop(config):
+    def no_database():
+        raise AssertionError("asked for a connection with nothing to record")
+
+    Heartbeat(config, worker_id="w").record_stop(no_database, completed=0, failed=0)
 
 
 # -- the rescue reads the registry ---------------------------------------------------
