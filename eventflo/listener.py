@@ -33,7 +33,7 @@ class Listener:
         self._backoff = db.ReconnectBackoff(first=0.1, cap=5.0)
 
     def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout`` s; True when the caller should look for work (a NOTIFY or a reconnect)."""
+        """Block up to ``timeout`` s; True when there may be work (a NOTIFY or a reconnect)."""
         if self._conn is None:
             return self._reconnect(timeout)
         try:
@@ -107,7 +107,7 @@ class FinishedWatcher:
             return self._generation
 
     def wait_for_next(self, seen: int, timeout: float) -> None:
-        """Return once a notification newer than ``seen`` arrives, or after a bounded poll interval."""
+        """Return once a notification newer than ``seen`` arrives, or after a bounded poll."""
         with self._condition:
             self._condition.wait_for(
                 lambda: self._generation != seen, timeout=min(timeout, self.FALLBACK_POLL)

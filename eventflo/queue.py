@@ -22,6 +22,7 @@ from psycopg.rows import tuple_row
 
 from eventflo.rules import Classification
 from eventflo.sql import QUERIES
+from eventflo.status import Status
 
 Row = dict[str, Any]
 
@@ -188,8 +189,8 @@ def finish(
         _forget_and_notify(conn, completed=bool(completed), rows=erred)
     return Finished(
         completed=[row["id"] for row in completed],
-        retried=[row["id"] for row in erred if row["status"] != "failed"],
-        failed=[row["id"] for row in erred if row["status"] == "failed"],
+        retried=[row["id"] for row in erred if row["status"] != Status.failed],
+        failed=[row["id"] for row in erred if row["status"] == Status.failed],
     )
 
 
@@ -267,7 +268,7 @@ def _forget_and_notify(
     The delete runs only when something failed (rarely), so the hot path never
     touches the results table for it.
     """
-    failed = [row["id"] for row in rows if row["status"] == "failed"]
+    failed = [row["id"] for row in rows if row["status"] == Status.failed]
     if failed:
         conn.execute(QUERIES["forget_results"], {"event_ids": failed})
     if completed or failed:
@@ -275,18 +276,30 @@ def _forget_and_notify(
 
 
 def rescue_expired(
-    conn: psycopg.Connection[Row], *, max_attempts: int, worker_timeout: float, limit: int = 1000
+    conn: psycopg.Connection[Row],
+    *,
+    max_attempts: int,
+    worker_timeout: float,
+    limit: int = 1000,
+    holder: str | None = None,
 ) -> list[Row]:
     """Give leases back to the queue (or fail events out of attempts) that no worker will finish.
 
     Those are the expired leases, and every lease of a worker the registry
-    shows stopped or silent for longer than ``worker_timeout`` seconds.
+    shows stopped, reaped, or silent for longer than ``worker_timeout``
+    seconds. With ``holder``, only the leases of that worker: a supervisor
+    releasing its dead child's claims after registry.reap.
     Returns the rescued events: id, status, locked_by, attempts, reason, held_seconds.
     """
     with conn.transaction():
         rows = conn.execute(
             QUERIES["rescue_expired"],
-            {"max_attempts": max_attempts, "worker_timeout": worker_timeout, "limit": limit},
+            {
+                "max_attempts": max_attempts,
+                "worker_timeout": worker_timeout,
+                "limit": limit,
+                "holder": holder,
+            },
         ).fetchall()
         _forget_and_notify(conn, completed=False, rows=rows)
     return rows
@@ -296,7 +309,7 @@ def rescue_expired(
 class ReplaySelection:
     """Which events a replay touches. Only finished events can be replayed."""
 
-    statuses: tuple[str, ...] = ("failed",)
+    statuses: tuple[str, ...] = (Status.failed,)
     event_type: str | None = None
     created_after: dt.datetime | None = None
     created_before: dt.datetime | None = None

@@ -7,6 +7,11 @@ arrive, *silent* once the last one is older than ``EVENTFLO_WORKER_TIMEOUT``
 The lease rescue (``queue.rescue_expired``) releases the leases of stopped
 and silent workers at once, without waiting for the leases to expire.
 
+A worker known to be dead is *reaped*: its supervisor saw the process exit
+(``reap``), or it went silent and the rescue released every lease it held
+(``reap_silent``). A reaped worker needs nothing from an operator, so it is
+listed with the stopped ones, not as silent. Only a heartbeat brings it back.
+
 Every function takes the connection first; ages come from the server's clock.
 """
 
@@ -31,14 +36,14 @@ QUERIES = sql.load("registry.sql")
 STOPPED_RETENTION_SECONDS = 3600.0
 SILENT_RETENTION_SECONDS = 86_400.0
 
-STATES = ("live", "silent", "stopped")
+STATES = ("live", "silent", "stopped", "reaped")
 
 Row = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
 class WorkerInfo:
-    """One row of the registry as an operator sees it; ``state`` is judged with the caller's timeout."""
+    """One registry row as an operator sees it; ``state`` is judged with the caller's timeout."""
 
     id: str
     host: str
@@ -46,6 +51,8 @@ class WorkerInfo:
     started_at: dt.datetime
     last_seen_at: dt.datetime
     stopped_at: dt.datetime | None
+    # Why a dead worker was reaped ("killed by SIGKILL", "silent for 35 s"); None otherwise.
+    reaped_reason: str | None
     completed: int
     failed: int
     seen_seconds_ago: float
@@ -86,7 +93,7 @@ def heartbeat(
     host: str | None = None,
     pid: int | None = None,
 ) -> None:
-    """Record that the worker is alive, with its totals so far; registers it again if its row is gone.
+    """Record that the worker is alive, with its totals so far; re-registers it if its row is gone.
 
     ``host`` and ``pid`` default to this process's.
     """
@@ -109,6 +116,25 @@ def stop(conn: psycopg.Connection[Row], *, worker_id: str, completed: int, faile
     )
 
 
+def reap(conn: psycopg.Connection[Row], *, worker_id: str, reason: str) -> bool:
+    """Record that a worker died (seen by its supervisor); False if it had recorded its own stop.
+
+    The rescue then releases at once every lease it still holds.
+    """
+    return (
+        conn.execute(QUERIES["reap_worker"], {"worker_id": worker_id, "reason": reason}).rowcount
+        == 1
+    )
+
+
+def reap_silent(conn: psycopg.Connection[Row], *, timeout: float) -> list[Row]:
+    """Record as reaped the workers silent for over ``timeout`` s that hold no lease any more.
+
+    Called after the rescue released their leases. Returns their id and reaped_reason.
+    """
+    return conn.execute(QUERIES["reap_silent_workers"], {"timeout": timeout}).fetchall()
+
+
 def prune(conn: psycopg.Connection[Row]) -> int:
     """Delete the rows of workers stopped or silent for longer than the registry keeps them."""
     cursor = conn.execute(QUERIES["prune_workers"], _retention())
@@ -118,9 +144,9 @@ def prune(conn: psycopg.Connection[Row]) -> int:
 def list_workers(
     conn: psycopg.Connection[Row], *, timeout: float, include_stopped: bool = False
 ) -> list[WorkerInfo]:
-    """Running workers (live, then silent once ``timeout`` s pass without a heartbeat), oldest first.
+    """Running workers (live, or silent after ``timeout`` s without a heartbeat), oldest first.
 
-    With ``include_stopped``, also the workers stopped within STOPPED_RETENTION_SECONDS.
+    With ``include_stopped``, also the workers stopped or reaped within STOPPED_RETENTION_SECONDS.
     """
     rows = conn.execute(
         QUERIES["list_workers"],
@@ -142,8 +168,9 @@ def render(workers: Sequence[WorkerInfo], *, timeout: float) -> str:
     summary = (
         f"{counts['live']} live, {counts['silent']} silent (no heartbeat for over {timeout:g} s)"
     )
-    if counts["stopped"]:
-        summary += f", {counts['stopped']} stopped less than {_age(STOPPED_RETENTION_SECONDS)} ago"
+    ended = [f"{counts[state]} {state}" for state in ("stopped", "reaped") if counts[state]]
+    if ended:
+        summary += f", {' and '.join(ended)} less than {_age(STOPPED_RETENTION_SECONDS)} ago"
     if not workers:
         return f"{summary}: no worker is running"
     header = ("id", "host", "pid", "started (UTC)", "last seen", "completed", "failed", "state")
@@ -156,7 +183,7 @@ def render(workers: Sequence[WorkerInfo], *, timeout: float) -> str:
             f"{_age(w.seen_seconds_ago)} ago",
             f"{w.completed:,}",
             f"{w.failed:,}",
-            w.state,
+            f"{w.state} ({w.reaped_reason})" if w.reaped_reason else w.state,
         )
         for w in workers
     ]

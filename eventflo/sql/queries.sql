@@ -206,13 +206,16 @@ DELETE FROM event_processing_results WHERE event_id = ANY (%(event_ids)s::uuid[]
 SELECT pg_notify('eventflo_finished', '');
 
 -- name: rescue_expired
--- Give back events whose lease ran out or whose worker stopped or went silent: queued again, or failed when out of attempts.
+-- Give back events whose lease ran out or whose worker stopped, died or went silent: queued again, or failed when out of attempts.
+-- With a holder, only that worker's events (its supervisor releasing a dead child's leases).
 WITH gone AS MATERIALIZED (
     -- Registered workers that will not finish what they hold: they stopped,
-    -- or sent no heartbeat within the timeout. Their leases go back at once,
-    -- not when they expire. Computed once, so both steps below agree on it.
+    -- were reaped (seen dead), or sent no heartbeat within the timeout. Their
+    -- leases go back at once, not when they expire. Computed once, so both
+    -- steps below agree on it.
     SELECT id,
-           CASE WHEN stopped_at IS NOT NULL THEN 'stopped'
+           CASE WHEN reaped_reason IS NOT NULL THEN 'reaped: ' || reaped_reason
+                WHEN stopped_at IS NOT NULL THEN 'stopped'
                 ELSE 'silent for ' || round(extract(epoch FROM now() - last_seen_at))::bigint || ' s'
            END AS why
     FROM workers
@@ -227,6 +230,7 @@ expired AS MATERIALIZED (
     FROM events
     WHERE status = 'processing'
       AND (locked_until < now() OR locked_by = ANY (ARRAY(SELECT id FROM gone)))
+      AND (%(holder)s::text IS NULL OR locked_by = %(holder)s::text)
     ORDER BY locked_until
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

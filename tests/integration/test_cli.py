@@ -78,9 +78,9 @@ def test_migrate_lists_then_applies_every_migration_on_an_empty_database(
 def test_migrate_rollback_then_reapply(invoke):
     rolled_back = invoke("migrate", "--rollback", "1")
     _assert_clean_exit(rolled_back, 0)
-    assert rolled_back.output.strip() == "rolled back 1 migration(s): 0006_create_api_keys"
-    assert invoke("migrate", "--list").output.split() == ["0006_create_api_keys"]
-    assert invoke("migrate").output.strip() == "applied 1 migration(s): 0006_create_api_keys"
+    assert rolled_back.output.strip() == "rolled back 1 migration(s): 0007_workers_reaped"
+    assert invoke("migrate", "--list").output.split() == ["0007_workers_reaped"]
+    assert invoke("migrate").output.strip() == "applied 1 migration(s): 0007_workers_reaped"
 
 
 # -- stats -----------------------------------------------------------------
@@ -327,6 +327,7 @@ def test_workers_json(invoke, database_url, registered):
         "started_at",
         "last_seen_at",
         "stopped_at",
+        "reaped_reason",
         "completed",
         "failed",
         "seen_seconds_ago",
@@ -344,7 +345,7 @@ def test_workers_on_an_empty_registry(invoke):
 
 
 def test_workers_on_a_database_without_the_registry_says_to_migrate(invoke):
-    assert invoke("migrate", "--rollback", "2").exit_code == 0
+    assert invoke("migrate", "--rollback", "3").exit_code == 0
     result = invoke("workers")
     _assert_clean_exit(result, 1)
     assert "run: eventflo migrate" in result.output

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from eventflo import events, logs, queue, registry
+from eventflo import events, logs, queue, registry, rescue
 from eventflo.worker import Worker
 from tests.integration.worker_harness import table_with_a_rule_that_runs
 
@@ -132,13 +132,13 @@ def test_a_rescued_lease_is_logged_with_its_reason(config, conn):
     event_id = _insert(conn, "user_signup", {})
     queue.claim(conn, worker_id="gone-worker", batch_size=10, lease_seconds=300)
     registry.stop(conn, worker_id="gone-worker", completed=0, failed=0)
-    with _json_log(logging.INFO) as buffer, contextlib.closing(Worker(config)) as worker:
-        worker._rescue_if_due()
+    with _json_log(logging.INFO) as buffer:
+        rescue.Rescuer(config, worker_id="rescuer").run(conn)
     (line,) = [line for line in _lines(buffer) if line["message"] == "event lease rescued"]
     assert line["level"] == "warning"
     assert (line["event_id"], line["worker_id"], line["attempt"], line["status"]) == (
         event_id,
-        worker.worker_id,
+        "rescuer",
         1,
         "queued",
     )

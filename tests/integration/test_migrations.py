@@ -1,4 +1,4 @@
-"""The migrations apply, roll back and apply again, and leave the schema the rest of the code expects."""
+"""The migrations apply, roll back and apply again, and leave the schema the code expects."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ ALL = [
     "0004_lean_hot_path",
     "0005_create_workers",
     "0006_create_api_keys",
+    "0007_workers_reaped",
 ]
 
 
 def _tables(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%'"
+            "SELECT tablename FROM pg_tables"
+            " WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%'"
         ).fetchall()
     return {row[0] for row in rows}
 
@@ -41,7 +43,8 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
     assert _tables(empty_database_url) == set()
     with psycopg.connect(empty_database_url) as conn:
         leftovers = conn.execute(
-            "SELECT typname FROM pg_type WHERE typname IN ('event_status', 'severity', 'attempt_outcome', 'api_key_scope',"
+            "SELECT typname FROM pg_type WHERE typname IN"
+            " ('event_status', 'severity', 'attempt_outcome', 'api_key_scope',"
             " 'event_type_name', 'event_source_text', 'event_payload', 'idempotency_key_text')"
             " UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'eventflo_%'"
         ).fetchall()
@@ -51,18 +54,27 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
     assert migrate.pending(empty_database_url) == []
 
 
+def _columns(url: str, table: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s", [table]
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
 def test_rollback_one_step_then_reapply(empty_database_url):
     migrate.apply(empty_database_url)
-    assert migrate.rollback(empty_database_url, steps=1) == ["0006_create_api_keys"]
-    assert migrate.pending(empty_database_url) == ["0006_create_api_keys"]
-    assert "api_keys" not in _tables(empty_database_url)
-    assert migrate.apply(empty_database_url) == ["0006_create_api_keys"]
-    assert "api_keys" in _tables(empty_database_url)
+    assert migrate.rollback(empty_database_url, steps=1) == ["0007_workers_reaped"]
+    assert migrate.pending(empty_database_url) == ["0007_workers_reaped"]
+    assert "reaped_reason" not in _columns(empty_database_url, "workers")
+    assert migrate.apply(empty_database_url) == ["0007_workers_reaped"]
+    assert "reaped_reason" in _columns(empty_database_url, "workers")
 
 
 def test_rolling_back_the_hot_path_migration_restores_the_table_checks(empty_database_url):
     migrate.apply(empty_database_url)
-    assert migrate.rollback(empty_database_url, steps=3) == [
+    assert migrate.rollback(empty_database_url, steps=4) == [
+        "0007_workers_reaped",
         "0006_create_api_keys",
         "0005_create_workers",
         "0004_lean_hot_path",
@@ -71,7 +83,8 @@ def test_rolling_back_the_hot_path_migration_restores_the_table_checks(empty_dat
         checks = {
             row[0]
             for row in conn.execute(
-                "SELECT conname FROM pg_constraint WHERE conrelid = 'events'::regclass AND contype = 'c'"
+                "SELECT conname FROM pg_constraint"
+                " WHERE conrelid = 'events'::regclass AND contype = 'c'"
             )
         }
         indexes = {

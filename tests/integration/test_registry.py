@@ -1,8 +1,9 @@
-"""The worker registry on a real PostgreSQL: rows, heartbeats, stops, states, and the rescue that reads it.
+"""The worker registry on a real PostgreSQL: rows, heartbeats, stops, states, and the rescue.
 
-A worker's leases go back at once when the registry shows it stopped or
-silent; a live worker's leases, and those of workers the registry does not
-know, keep the lease-expiry rule.
+A worker's leases go back at once when the registry shows it stopped,
+reaped or silent; a live worker's leases, and those of workers the registry
+does not know, keep the lease-expiry rule. A dead worker whose leases went
+back is reaped: no longer silent.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from eventflo import events, queue, registry, rules
+from eventflo.heartbeat import Heartbeat
 from eventflo.worker import Worker
 from tests import tcp_proxy
 from tests.integration.worker_harness import outcome_in_flight, poll_until, running
@@ -95,7 +97,8 @@ def test_a_worker_registers_heartbeats_while_idle_counts_and_records_its_stop(co
         _insert(conn, 3)
         # Only rows written around the API can have an ill-typed payload: a rule error, failed.
         conn.execute(
-            "INSERT INTO events (event_type, payload) VALUES ('payment_failed', '{\"amount\": \"x\"}')"
+            "INSERT INTO events (event_type, payload)"
+            " VALUES ('payment_failed', '{\"amount\": \"x\"}')"
         )
 
         def totals():
@@ -219,6 +222,32 @@ def test_the_registry_table_rejects_impossible_rows(conn, assignment, constraint
     with pytest.raises(psycopg.errors.CheckViolation) as excinfo:
         conn.execute(f"UPDATE workers SET {assignment} WHERE id = 'w'")
     assert excinfo.value.diag.constraint_name == constraint
+
+
+def test_the_heartbeat_registers_first_then_beats_only_when_due_and_records_the_stop(config, conn):
+    now = [100.0]
+    beat = Heartbeat(
+        dataclasses.replace(config, heartbeat_seconds=5.0), worker_id="w", clock=lambda: now[0]
+    )
+    beat.beat_if_due(conn, completed=0, failed=0)
+    assert (_row(conn, "w")["completed"], _row(conn, "w")["pid"]) == (0, os.getpid())
+    now[0] += 4.9
+    beat.beat_if_due(conn, completed=7, failed=1)  # not due yet: nothing sent
+    assert _row(conn, "w")["completed"] == 0
+    now[0] += 0.1
+    beat.beat_if_due(conn, completed=7, failed=1)
+    assert (_row(conn, "w")["completed"], _row(conn, "w")["failed"]) == (7, 1)
+
+    beat.record_stop(lambda: conn, completed=8, failed=1)
+    row = _row(conn, "w")
+    assert (row["completed"], row["stopped_at"] is not None) == (8, True)
+
+
+def test_a_worker_that_never_registered_records_no_stop(config):
+    def no_database():
+        raise AssertionError("asked for a connection with nothing to record")
+
+    Heartbeat(config, worker_id="w").record_stop(no_database, completed=0, failed=0)
 
 
 # -- the rescue reads the registry ---------------------------------------------------
@@ -383,6 +412,12 @@ def test_a_running_worker_releases_a_silent_workers_claims_long_before_the_lease
     assert (first["worker_id"], first["outcome"]) == ("dead-worker", "lease_expired")
     assert first["error"].startswith("lease released: worker dead-worker silent for ")
     assert (second["worker_id"], second["outcome"]) == (worker.worker_id, "completed")
+    # Its lease released, the dead worker no longer counts as silent.
+    assert [w.id for w in registry.list_workers(conn, timeout=3.0)] == []
+    (dead,) = [
+        w for w in registry.list_workers(conn, timeout=3.0, include_stopped=True) if w.pid == 4242
+    ]
+    assert dead.state == "reaped" and dead.reaped_reason.startswith("silent for ")
 
 
 def _plan_nodes(plan):
@@ -402,10 +437,167 @@ def test_rescue_reads_the_lease_index_not_the_table(conn):
     conn.execute("ANALYZE")
     row = conn.execute(
         "EXPLAIN (FORMAT JSON) " + queue.QUERIES["rescue_expired"],
-        {"max_attempts": 5, "worker_timeout": TIMEOUT, "limit": 1000},
+        {"max_attempts": 5, "worker_timeout": TIMEOUT, "limit": 1000, "holder": None},
     ).fetchone()
     nodes = list(_plan_nodes(row["QUERY PLAN"][0]["Plan"]))
     assert any(n.get("Index Name") == "events_lease_idx" for n in nodes), nodes
     assert not any(
         n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "events" for n in nodes
     ), nodes
+
+
+# -- dead workers are reaped, not left silent ------------------------------------------
+
+KILLED = "killed by SIGKILL (seen by its supervisor)"
+
+
+def _states(conn, timeout=TIMEOUT):
+    return {
+        w.id: (w.state, w.reaped_reason)
+        for w in registry.list_workers(conn, timeout=timeout, include_stopped=True)
+    }
+
+
+def test_a_reaped_workers_leases_go_back_at_once_and_only_its_own(conn):
+    for pid, worker_id in enumerate(("worker-dead", "worker-live"), start=1):
+        registry.register(conn, worker_id=worker_id, host="h", pid=pid)
+    dead_ids = _insert(conn, 3)
+    _claim(conn, "worker-dead")
+    live_ids = _insert(conn, 2)
+    _claim(conn, "worker-live")
+    _silent_for(conn, "worker-live", 120)  # gone too, but not the one being released
+
+    assert registry.reap(conn, worker_id="worker-dead", reason=KILLED)
+    rescued = queue.rescue_expired(
+        conn, max_attempts=5, worker_timeout=TIMEOUT, holder="worker-dead"
+    )
+
+    assert sorted(r["id"] for r in rescued) == sorted(dead_ids)
+    reason = f"lease released: worker worker-dead reaped: {KILLED}"
+    for event_id in dead_ids:
+        (entry,) = _history(conn, event_id)
+        assert (entry["attempt"], entry["worker_id"], entry["outcome"], entry["error"]) == (
+            1,
+            "worker-dead",
+            "lease_expired",
+            reason,
+        )
+    statuses = conn.execute("SELECT id, status::text, attempts FROM events").fetchall()
+    assert {r["id"]: (r["status"], r["attempts"]) for r in statuses} == {
+        **{i: ("queued", 1) for i in dead_ids},
+        **{i: ("processing", 1) for i in live_ids},
+    }
+    assert _states(conn) == {
+        "worker-dead": ("reaped", KILLED),
+        "worker-live": ("silent", None),
+    }
+    assert [w.id for w in registry.list_workers(conn, timeout=TIMEOUT)] == ["worker-live"]
+
+
+def test_a_reaped_workers_event_out_of_attempts_fails(conn):
+    registry.register(conn, worker_id="worker-dead", host="h", pid=1)
+    (event_id,) = _insert(conn)
+    _claim(conn, "worker-dead")
+    registry.reap(conn, worker_id="worker-dead", reason=KILLED)
+    (rescued,) = queue.rescue_expired(
+        conn, max_attempts=1, worker_timeout=TIMEOUT, holder="worker-dead"
+    )
+    assert rescued["status"] == "failed"
+    event = conn.execute("SELECT status::text, error_message FROM events").fetchone()
+    assert (event["status"], event["error_message"]) == (
+        "failed",
+        f"lease released: worker worker-dead reaped: {KILLED}",
+    )
+
+
+def test_releasing_a_reaped_workers_leases_never_touches_an_outcome_in_flight(database_url, conn):
+    registry.register(conn, worker_id="worker-a", host="h", pid=1)
+    (event_id,) = _insert(conn, 1, event_type="system_error")
+    claimed = _claim(conn, "worker-a")
+    verdicts = [queue.Verdict(c, rules.classify_event(c.event_type, c.payload)) for c in claimed]
+    with psycopg.connect(
+        database_url, autocommit=True, row_factory=dict_row, options="-c lock_timeout=5s"
+    ) as supervisor:
+        with outcome_in_flight(
+            database_url,
+            conn,
+            lambda: queue.finish(
+                conn,
+                worker_id="worker-a",
+                verdicts=verdicts,
+                failures=[],
+                max_attempts=5,
+                backoffs=[],
+            ),
+        ) as finishing:
+            # The process died right after handing the server its whole outcome.
+            assert registry.reap(supervisor, worker_id="worker-a", reason=KILLED)
+            release = {"max_attempts": 5, "worker_timeout": TIMEOUT, "holder": "worker-a"}
+            assert queue.rescue_expired(supervisor, **release) == []  # locked: skipped
+        assert finishing.result(timeout=10).completed == [event_id]
+        assert queue.rescue_expired(supervisor, **release) == []  # completed: nothing left
+    event = conn.execute("SELECT status::text FROM events").fetchone()
+    assert event["status"] == "completed"
+    assert [h["outcome"] for h in _history(conn, event_id)] == ["completed"]
+
+
+def test_reaping_keeps_a_graceful_stop_and_a_heartbeat_brings_a_worker_back(conn):
+    registry.register(conn, worker_id="worker-stopped", host="h", pid=1)
+    registry.stop(conn, worker_id="worker-stopped", completed=3, failed=0)
+    assert not registry.reap(conn, worker_id="worker-stopped", reason=KILLED)
+    assert not registry.reap(conn, worker_id="never-registered", reason=KILLED)
+    registry.register(conn, worker_id="worker-back", host="h", pid=2)
+    registry.reap(conn, worker_id="worker-back", reason=KILLED)
+    assert _states(conn) == {
+        "worker-stopped": ("stopped", None),
+        "worker-back": ("reaped", KILLED),
+    }
+
+    registry.heartbeat(conn, worker_id="worker-back", completed=0, failed=0)
+    assert _states(conn)["worker-back"] == ("live", None)
+    assert _row(conn, "worker-back")["stopped_at"] is None
+
+
+def test_a_silent_worker_is_reaped_only_once_it_holds_no_lease(conn):
+    for pid, worker_id in enumerate(("holding", "empty-handed", "live"), start=1):
+        registry.register(conn, worker_id=worker_id, host="h", pid=pid)
+    _insert(conn, 2)
+    _claim(conn, "holding")
+    _silent_for(conn, "holding", 45)
+    _silent_for(conn, "empty-handed", 45)
+
+    (reaped,) = registry.reap_silent(conn, timeout=TIMEOUT)
+    assert reaped["id"] == "empty-handed"
+    assert 45 <= int(reaped["reaped_reason"].removeprefix("silent for ").removesuffix(" s")) < 60
+    assert _states(conn)["holding"] == ("silent", None), "still holds leases: truly silent"
+
+    assert len(_rescue(conn)) == 2
+    assert [r["id"] for r in registry.reap_silent(conn, timeout=TIMEOUT)] == ["holding"]
+    assert {w_id: state for w_id, (state, _) in _states(conn).items()} == {
+        "holding": "reaped",
+        "empty-handed": "reaped",
+        "live": "live",
+    }
+    assert registry.reap_silent(conn, timeout=TIMEOUT) == []
+
+
+def test_reaped_workers_are_listed_with_the_stopped_ones_and_say_why(conn):
+    registry.register(conn, worker_id="host-a:1:aaaaaa", host="host-a", pid=1)
+    registry.register(conn, worker_id="host-a:2:bbbbbb", host="host-a", pid=2)
+    registry.register(conn, worker_id="host-a:3:cccccc", host="host-a", pid=3)
+    registry.stop(conn, worker_id="host-a:2:bbbbbb", completed=0, failed=0)
+    registry.reap(conn, worker_id="host-a:3:cccccc", reason=KILLED)
+
+    running = registry.list_workers(conn, timeout=TIMEOUT)
+    assert registry.render(running, timeout=TIMEOUT).splitlines()[0] == (
+        "1 live, 0 silent (no heartbeat for over 30 s)"
+    )
+    everything = registry.list_workers(conn, timeout=TIMEOUT, include_stopped=True)
+    lines = registry.render(everything, timeout=TIMEOUT).splitlines()
+    assert lines[0] == (
+        "1 live, 0 silent (no heartbeat for over 30 s), 1 stopped and 1 reaped less than 1 h ago"
+    )
+    (reaped_line,) = [line for line in lines if line.startswith("host-a:3:cccccc")]
+    assert reaped_line.endswith(f"reaped ({KILLED})")
+    (entry,) = [w.to_json() for w in everything if w.state == "reaped"]
+    assert entry["reaped_reason"] == KILLED and entry["stopped_at"] is not None

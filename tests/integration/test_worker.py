@@ -124,6 +124,42 @@ def test_the_listener_reconnects_after_its_connection_is_killed(config, conn):
     assert worker.processed == 3
 
 
+def _main_session_pid(conn, worker):
+    row = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+        [f"eventflo-worker {worker.worker_id}"],
+    ).fetchone()
+    return row and row["pid"]
+
+
+def test_a_failing_statement_is_backed_off_on_the_same_connection(config, conn, caplog):
+    """Not a lost connection: the worker logs it, waits, retries, and never reconnects for it."""
+    worker = Worker(dataclasses.replace(config, heartbeat_seconds=0.2, poll_interval=LONG_POLL))
+    with running(worker, until_listening=True):
+        first = _insert(conn)
+        assert poll_until(lambda: _status(conn, first) == "completed", WAKE_DEADLINE)
+        session = _main_session_pid(conn, worker)
+        assert session
+
+        # A schema the worker does not expect: every heartbeat fails, and the loop with it.
+        conn.execute("ALTER TABLE workers RENAME COLUMN completed TO completed_elsewhere")
+        try:
+            assert poll_until(
+                lambda: any(r.getMessage().startswith("database error") for r in caplog.records),
+                WAKE_DEADLINE,
+            ), "the failing heartbeat was not logged"
+            waiting = _insert(conn)
+        finally:
+            conn.execute("ALTER TABLE workers RENAME COLUMN completed_elsewhere TO completed")
+
+        assert poll_until(lambda: _status(conn, waiting) == "completed", 15), "never recovered"
+        assert _main_session_pid(conn, worker) == session, "it reconnected for a failed statement"
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("database unavailable" in m for m in messages), messages
+    failure = next(r for r in caplog.records if r.getMessage().startswith("database error"))
+    assert "UndefinedColumn" in failure.getMessage() and failure.exc_info
+
+
 def test_a_running_worker_rescues_the_expired_claims_of_a_dead_one(config, conn):
     event_id = _insert(conn, "payment_failed", {"amount": 5})
     conn.execute(

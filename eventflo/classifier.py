@@ -1,0 +1,37 @@
+"""Runs the rules on a claimed batch, outside any transaction: a verdict or a failure per event.
+
+A rule error (the payload cannot be judged) fails the event for good:
+retrying cannot change the payload. Any other exception is a bug in a rule,
+retried with back-off, since the next attempt may differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from eventflo import batch_log, queue, rules
+
+
+def classify(
+    batch: Sequence[queue.Claimed], rule_table: tuple[rules.Rule, ...], *, worker_id: str
+) -> tuple[list[queue.Verdict], list[queue.Failure]]:
+    """Judge every event of ``batch``; never raises for one event's sake."""
+    verdicts: list[queue.Verdict] = []
+    failures: list[queue.Failure] = []
+    for event in batch:
+        try:
+            verdict = rules.classify_event(event.event_type, event.payload, rule_table)
+        except rules.RuleError as exc:
+            failures.append(queue.Failure(event, f"rule error: {exc}", permanent=True))
+        except Exception as exc:
+            error = f"unexpected error: {type(exc).__name__}: {exc}"
+            failures.append(queue.Failure(event, error, permanent=False))
+            # The traceback is for whoever fixes the rule; the outcome is logged once written.
+            batch_log.log.warning(
+                "a rule raised an unexpected error",
+                extra=batch_log.event_fields(worker_id, event, error=error),
+                exc_info=True,
+            )
+        else:
+            verdicts.append(queue.Verdict(event, verdict))
+    return verdicts, failures
