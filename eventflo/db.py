@@ -138,9 +138,11 @@ def translate_errors() -> Iterator[None]:
         raise errors.DatabaseUnavailable(
             "the database accepts no writes now (a standby, or read-only mode)"
         ) from exc
-    except psycopg.errors.UndefinedTable as exc:
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+        # A table or column that the code expects and the database lacks: a
+        # migration has not run (or was rolled back), not a client's mistake.
         raise errors.SchemaNotCurrent(
-            f"the database lacks a table this version needs ({exc.diag.message_primary});"
+            f"the database lacks what this version needs ({exc.diag.message_primary});"
             " run `eventflo migrate`"
         ) from exc
     except psycopg.OperationalError as exc:

@@ -61,16 +61,21 @@ def stats_command(state: CliState, as_json: bool, watch: bool, interval: float |
 @click.command("workers")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option(
-    "--all", "include_stopped", is_flag=True, help="Also list the workers stopped in the last hour."
+    "--all",
+    "include_stopped",
+    is_flag=True,
+    help="Also list the workers stopped or reaped in the last hour.",
 )
 @pass_state
 def workers_command(state: CliState, as_json: bool, include_stopped: bool) -> None:
-    """The worker processes in the registry: live, silent, and with --all recently stopped.
+    """The worker processes in the registry: live, silent, and with --all stopped or reaped.
 
     A worker is silent when its last heartbeat is older than
-    EVENTFLO_WORKER_TIMEOUT (it died, hangs, or lost the database; its leases
-    are released at once). Silent workers are listed for a day, stopped ones
-    for an hour.
+    EVENTFLO_WORKER_TIMEOUT (it died, hangs, or lost the database) while it
+    still holds leases; the next rescue releases them. A worker is reaped
+    once it is known dead: its supervisor saw it exit, or it went silent and
+    holds no lease any more (a heartbeat makes it live again). Stopped and
+    reaped workers are listed with --all for an hour.
     """
     config = state.database_config
     with state.connect("workers") as conn:

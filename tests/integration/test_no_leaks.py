@@ -35,12 +35,32 @@ def _no_internals(text: str) -> None:
 
 def test_a_failing_query_is_a_plain_500(app, conn):
     client = app.test_client()
-    # A schema the code does not expect: every query on events fails inside PostgreSQL.
-    conn.execute("ALTER TABLE events RENAME TO events_elsewhere")
+    # An error EventFlo has no meaning for: every insert into events fails inside PostgreSQL.
+    conn.execute(
+        "CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN RAISE EXCEPTION 'INSERT refused by a trigger'; END$$"
+    )
+    conn.execute(
+        "CREATE TRIGGER refuse_events BEFORE INSERT ON events"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_events()"
+    )
     response = client.post("/events", json=PAYMENT)
     body = assert_problem(response, 500)
     _no_internals(response.get_data(as_text=True))
     assert body["detail"] == "An unexpected error occurred; it has been logged."
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["ALTER TABLE events RENAME TO events_elsewhere", "ALTER TABLE events RENAME source TO origin"],
+)
+def test_a_schema_behind_the_code_is_a_503_that_says_migrate(app, conn, change):
+    conn.execute(change)
+    response = app.test_client().post("/events", json=PAYMENT)
+    body = assert_problem(response, 503)
+    _no_internals(response.get_data(as_text=True))
+    assert body["title"] == "Database schema not current"
+    assert "run `eventflo migrate`" in body["detail"]
 
 
 def test_an_unreachable_database_is_a_503_without_its_address(make_app, caplog):

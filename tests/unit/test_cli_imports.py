@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 WEB_AND_BENCH = (
     "flask",
     "werkzeug",
@@ -27,16 +25,6 @@ def _loaded_after(statement: str) -> list[str]:
     return result.stdout.split()
 
 
-# The package root (create_app) and the error vocabulary belong to the web layer's owners; while
-# either still imports Flask, every import of eventflo does, and this test cannot pass yet.
-_WEB_BELOW_THE_CLI = bool(_loaded_after("import eventflo.errors"))
-
-
-@pytest.mark.xfail(
-    _WEB_BELOW_THE_CLI,
-    reason="eventflo/__init__.py or eventflo.errors still imports Flask",
-    strict=True,
-)
 def test_the_cli_and_the_worker_import_no_web_module_and_no_bench():
     assert _loaded_after("import eventflo.cli, eventflo.worker") == []
 
