@@ -42,7 +42,8 @@ def test_figures_follow_the_events_through_the_queue(client, config, conn):
     post_event(client, {"event_type": "payment_failed", "payload": {"amount": 10}})
     post_event(client, {"event_type": "user_signup", "payload": {}})
     conn.execute(
-        "UPDATE events SET created_at = created_at - interval '2 seconds', run_at = run_at - interval '2 seconds'"
+        "UPDATE events SET created_at = created_at - interval '2 seconds',"
+        " run_at = run_at - interval '2 seconds'"
     )
 
     queued = _scrape(client)

@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 def poll_until(predicate: Callable[[], T], timeout: float, interval: float = 0.02) -> T | None:
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass (None)."""
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
