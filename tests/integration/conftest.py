@@ -14,7 +14,7 @@ import flask.testing
 import pytest
 from click.testing import CliRunner
 
-from eventflo import cli, create_app
+from eventflo import appstate, cli, create_app
 from eventflo.config import Config
 
 MakeApp = Callable[..., flask.Flask]
@@ -33,7 +33,7 @@ def make_app(config: Config) -> Iterator[MakeApp]:
 
     yield make
     for app in apps:
-        app.extensions["eventflo"].close()
+        appstate.of(app).close()
 
 
 @pytest.fixture
