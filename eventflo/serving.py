@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flask
@@ -36,12 +37,16 @@ def gunicorn_options(*, bind: str, workers: int, threads: int) -> dict[str, Any]
     }
 
 
-class _Gunicorn(BaseApplication):
-    """gunicorn with our settings; each worker builds its own app (and pool) after the fork."""
+class GunicornServer(BaseApplication):
+    """gunicorn with the given settings; each worker process builds its own app after the fork.
 
-    def __init__(self, config: Config, options: dict[str, Any]) -> None:
-        self._config = config
+    ``build_app`` runs in every worker, so each gets its own pool and
+    threads: connections made before a fork would be shared by all of them.
+    """
+
+    def __init__(self, options: dict[str, Any], build_app: Callable[[], flask.Flask]) -> None:
         self._options = options
+        self._build_app = build_app
         super().__init__()
 
     def load_config(self) -> None:
@@ -49,11 +54,16 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> flask.Flask:
-        from eventflo import create_app
-
-        return create_app(self._config)
+        return self._build_app()
 
 
 def run_gunicorn(config: Config, *, bind: str, workers: int, threads: int) -> None:
     """Block serving the API until gunicorn is told to stop (SIGTERM: graceful, SIGINT: quick)."""
-    _Gunicorn(config, gunicorn_options(bind=bind, workers=workers, threads=threads)).run()
+
+    def build_app() -> flask.Flask:
+        from eventflo.app import create_app
+
+        return create_app(config)
+
+    options = gunicorn_options(bind=bind, workers=workers, threads=threads)
+    GunicornServer(options, build_app).run()

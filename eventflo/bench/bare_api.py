@@ -18,12 +18,9 @@ Only the bench runs it, in a scratch database; it is not an API to deploy::
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 import flask
 from flask.typing import ResponseReturnValue
-from gunicorn.app.base import BaseApplication
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -61,29 +58,15 @@ def create_app(config: Config) -> flask.Flask:
     return app
 
 
-class BareServer(BaseApplication):
-    """gunicorn serving the bare app, one per worker after the fork, as ``eventflo serve`` does."""
-
-    def __init__(self, config: Config, options: dict[str, Any]) -> None:
-        self._config = config
-        self._options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self._options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> flask.Flask:
-        return create_app(self._config)
-
-
-def server(config: Config, *, bind: str, workers: int, threads: int) -> BareServer:
+def server(config: Config, *, bind: str, workers: int, threads: int) -> serving.GunicornServer:
     """The bare server with ``eventflo serve``'s gunicorn settings; only its process name differs.
 
     The name tells the two servers apart in ``ps`` while the ingest mode runs both.
     """
     options = serving.gunicorn_options(bind=bind, workers=workers, threads=threads)
-    return BareServer(config, {**options, "proc_name": APPLICATION_NAME})
+    return serving.GunicornServer(
+        {**options, "proc_name": APPLICATION_NAME}, lambda: create_app(config)
+    )
 
 
 # ``eventflo serve``'s options and defaults (a test holds them equal), so the

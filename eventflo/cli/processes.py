@@ -9,9 +9,8 @@ from __future__ import annotations
 import sys
 
 import click
-import psycopg
 
-from eventflo import devstate, keys
+from eventflo import db, devstate, errors, keys
 from eventflo.cli.context import CliState, Connection, pass_state
 
 
@@ -56,8 +55,9 @@ def serve(state: CliState, host: str, port: int, workers: int, threads: int) -> 
 def _any_active_key(conn: Connection) -> bool:
     """Whether a key that is not revoked exists (yes, if the keys table is not there yet)."""
     try:
-        return bool(keys.list_keys(conn))
-    except psycopg.errors.UndefinedTable:
+        with db.translate_errors():
+            return bool(keys.list_keys(conn))
+    except errors.SchemaNotCurrent:
         return True  # unmigrated: requests will say so (503) more precisely than we can here
 
 
