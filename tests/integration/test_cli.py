@@ -143,6 +143,10 @@ def test_stats_on_an_empty_queue(invoke):
 # -- stats --watch ---------------------------------------------------------
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def _watching(database_url, *args):
     """``eventflo stats --watch`` as a process; killed at the end if the test left it running."""
@@ -156,6 +160,9 @@ def _watching(database_url, *args):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As in a terminal: a test run started in the background (`cmd &` in a
+        # script) inherits SIGINT ignored, and Python keeps it ignored.
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     try:
         yield watch
