@@ -8,9 +8,10 @@ The lease rescue (``queue.rescue_expired``) releases the leases of stopped
 and silent workers at once, without waiting for the leases to expire.
 
 A worker known to be dead is *reaped*: its supervisor saw the process exit
-(``reap``), or it went silent and the rescue released every lease it held
-(``reap_silent``). A reaped worker needs nothing from an operator, so it is
-listed with the stopped ones, not as silent. Only a heartbeat brings it back.
+(``reap``), or it has been silent for PRESUMED_DEAD_SECONDS and the rescue
+released every lease it held (``reap_silent``). A reaped worker needs
+nothing from an operator, so it is listed with the stopped ones, not as
+silent. Only a heartbeat brings it back.
 
 Every function takes the connection first; ages come from the server's clock.
 """
@@ -35,6 +36,12 @@ QUERIES = sql.load("registry.sql")
 # next worker to start deletes their rows.
 STOPPED_RETENTION_SECONDS = 3600.0
 SILENT_RETENTION_SECONDS = 86_400.0
+# A silent worker that holds no lease any more is presumed dead (reaped) after
+# this long without a heartbeat. Until then it shows as silent: it may hang
+# rather than be dead, and the dashboard, `eventflo workers` and the
+# EventFloSilentWorkers alert (for: 5m) are there to say so. A worker whose
+# death its supervisor saw is reaped at once instead.
+PRESUMED_DEAD_SECONDS = 600.0
 
 STATES = ("live", "silent", "stopped", "reaped")
 
@@ -128,11 +135,15 @@ def reap(conn: psycopg.Connection[Row], *, worker_id: str, reason: str) -> bool:
 
 
 def reap_silent(conn: psycopg.Connection[Row], *, timeout: float) -> list[Row]:
-    """Record as reaped the workers silent for over ``timeout`` s that hold no lease any more.
+    """Reap the workers that hold no lease and have long been silent; their id and reason.
 
-    Called after the rescue released their leases. Returns their id and reaped_reason.
+    "Long" is PRESUMED_DEAD_SECONDS, or ``timeout`` if that is longer. Called
+    after the rescue released their leases.
     """
-    return conn.execute(QUERIES["reap_silent_workers"], {"timeout": timeout}).fetchall()
+    presumed_dead_after = max(PRESUMED_DEAD_SECONDS, timeout)
+    return conn.execute(
+        QUERIES["reap_silent_workers"], {"presumed_dead_after": presumed_dead_after}
+    ).fetchall()
 
 
 def prune(conn: psycopg.Connection[Row]) -> int:

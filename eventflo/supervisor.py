@@ -127,11 +127,13 @@ def release_dead_worker(config: Config, child: Child) -> None:
     exitcode = child.process.exitcode
     if exitcode is None or exitcode == 0:
         return  # alive, or it stopped gracefully and recorded its stop itself
-    reason = f"{exit_reason(exitcode)} (seen by its supervisor)"
+    reason = f"{exit_reason(exitcode)}, seen by its supervisor"
     try:
         with db.connect(config, "eventflo-supervisor") as conn:
-            if not registry.reap(conn, worker_id=child.worker_id, reason=reason):
-                return  # never registered (so it held nothing), or already ended
+            # False when it recorded its own stop (an exception unwound its loop)
+            # or never registered; either way the fenced release below is safe,
+            # and a worker that stopped on an error may still hold leases.
+            registry.reap(conn, worker_id=child.worker_id, reason=reason)
             released = 0
             while True:
                 limit = 1000

@@ -71,11 +71,11 @@ def workers_command(state: CliState, as_json: bool, include_stopped: bool) -> No
     """The worker processes in the registry: live, silent, and with --all stopped or reaped.
 
     A worker is silent when its last heartbeat is older than
-    EVENTFLO_WORKER_TIMEOUT (it died, hangs, or lost the database) while it
-    still holds leases; the next rescue releases them. A worker is reaped
-    once it is known dead: its supervisor saw it exit, or it went silent and
-    holds no lease any more (a heartbeat makes it live again). Stopped and
-    reaped workers are listed with --all for an hour.
+    EVENTFLO_WORKER_TIMEOUT (it died, hangs, or lost the database); the next
+    rescue releases its leases. A worker is reaped once it is known dead: its
+    supervisor saw it exit, or it has been silent for 10 minutes and holds no
+    lease any more (a heartbeat makes it live again). Stopped and reaped
+    workers are listed with --all for an hour.
     """
     config = state.database_config
     with state.connect("workers") as conn:

@@ -36,15 +36,17 @@ WHERE id = %(worker_id)s
   AND stopped_at IS NULL;
 
 -- name: reap_silent_workers
--- Record as reaped the silent workers that hold no lease any more (the rescue released them); their ids and reasons.
+-- Record as reaped the workers silent for long that hold no lease any more (the rescue released them); ids, reasons.
 -- A silent worker that still holds leases stays silent until they are
--- released. A worker that comes back to life heartbeats, which clears the
--- mark; its heartbeat row lock makes this UPDATE re-check last_seen_at.
+-- released, and one silent for less than presumed_dead_after stays silent
+-- too: it may hang rather than be dead, and operators are to see it. A worker
+-- that comes back to life heartbeats, which clears the mark; its heartbeat
+-- row lock makes this UPDATE re-check last_seen_at.
 UPDATE workers AS w
 SET stopped_at = greatest(now(), w.started_at),
     reaped_reason = 'silent for ' || round(extract(epoch FROM now() - w.last_seen_at))::bigint || ' s'
 WHERE w.stopped_at IS NULL
-  AND w.last_seen_at < now() - make_interval(secs => %(timeout)s)
+  AND w.last_seen_at < now() - make_interval(secs => %(presumed_dead_after)s)
   AND NOT EXISTS (
       SELECT FROM events AS e WHERE e.status = 'processing' AND e.locked_by = w.id
   )

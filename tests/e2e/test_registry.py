@@ -4,7 +4,7 @@ The victim claims with a 300-second lease and is killed while it holds the
 claims (held before its commit, as in test_crash). Its heartbeats stop; once
 it is silent for EVENTFLO_WORKER_TIMEOUT (3 s here), another worker releases
 every claim through the registry, well before the lease would have run out,
-and then records the victim as reaped: it no longer shows as silent.
+and the victim shows as silent until it is presumed dead (10 minutes).
 """
 
 from __future__ import annotations
@@ -106,12 +106,9 @@ def test_sigkilled_workers_claims_are_released_through_the_registry_before_the_l
         assert f":{rescuer.pid}:" in completed["worker_id"]
 
     rescuer_id = next(iter(history.values()))[1]["worker_id"]
-    # Its leases released, the dead worker is reaped: listed with --all, not as silent.
-    assert workers_cli(child_env) == {victim_id: "reaped", rescuer_id: "live"}
-    assert workers_cli(child_env, everything=False) == {rescuer_id: "live"}
-    reaped = [line for line in lines_of(rescuer) if line["message"].startswith("silent worker")]
-    assert [line["reaped_worker_id"] for line in reaped] == [victim_id]
-    assert reaped[0]["reason"].startswith("silent for ")
+    # Nobody saw it die: it shows as silent (it might hang) until it is presumed dead.
+    assert workers_cli(child_env, everything=False) == {victim_id: "silent", rescuer_id: "live"}
+    assert not [line for line in lines_of(rescuer) if line["message"].startswith("silent worker")]
 
     lines = lines_of(rescuer)
     rescued = [line for line in lines if line["message"] == "event lease rescued"]
@@ -127,7 +124,7 @@ def test_sigkilled_workers_claims_are_released_through_the_registry_before_the_l
 
     rescuer.send(signal.SIGTERM)
     assert rescuer.wait_exit(10) == 0
-    assert workers_cli(child_env) == {victim_id: "reaped", rescuer_id: "stopped"}
+    assert workers_cli(child_env) == {victim_id: "silent", rescuer_id: "stopped"}
 
 
 def lines_of(child: Child) -> list[dict[str, Any]]:
@@ -182,13 +179,13 @@ def test_a_supervisor_releases_the_claims_of_a_worker_process_killed_holding_the
     killed = time.monotonic()
     wait_all_completed(conn, total, timeout=60)
     elapsed = time.monotonic() - killed
-    assert elapsed < 60, f"released only after {elapsed:.0f} s"
+    # The lease and the silence timeout are 10 minutes here: only the supervisor's
+    # release can bring the claims back this soon (a restart takes about 1 s).
+    assert elapsed < 20, f"released only after {elapsed:.0f} s"
     assert not alive(victim_pid)
     print(f"\nall {total} claims released and completed {elapsed:.1f} s after the kill")
 
-    reason = (
-        f"lease released: worker {victim_id} reaped: killed by SIGKILL (seen by its supervisor)"
-    )
+    reason = f"lease released: worker {victim_id} reaped: killed by SIGKILL, seen by its supervisor"
     history = attempts_by_event(conn)
     assert len(history) == total
     for released, completed in history.values():
