@@ -13,14 +13,14 @@ from eventflo import batch_log, queue, rules
 
 
 def classify(
-    batch: Sequence[queue.Claimed], rule_table: tuple[rules.Rule, ...], *, worker_id: str
+    batch: Sequence[queue.Claimed], rule_set: rules.RuleSet, *, worker_id: str
 ) -> tuple[list[queue.Verdict], list[queue.Failure]]:
     """Judge every event of ``batch``; never raises for one event's sake."""
     verdicts: list[queue.Verdict] = []
     failures: list[queue.Failure] = []
     for event in batch:
         try:
-            verdict = rules.classify_event(event.event_type, event.payload, rule_table)
+            verdict = rule_set.classify(event.event_type, event.source, event.payload)
         except rules.RuleError as exc:
             failures.append(queue.Failure(event, f"rule error: {exc}", permanent=True))
         except Exception as exc:
