@@ -86,8 +86,16 @@ def render(text: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1).strip()[len("payload.") :]], text)
 
 
+_CEL_SYNTAX = re.compile(r"ERROR: <input>:\d+:(\d+): (.*)")
+
+
 def first_line(message: str) -> str:
-    return message.strip().splitlines()[0] if message.strip() else message
+    """The gist of a CEL error: its first sentence, or a syntax error's column and complaint."""
+    line = message.strip().splitlines()[0] if message.strip() else message
+    syntax = _CEL_SYNTAX.search(line)
+    if syntax is not None:
+        return f"column {syntax.group(1)}: {syntax.group(2)}"
+    return line.split(". ", 1)[0]
 
 
 def describe(names: Iterable[str]) -> str:

@@ -54,11 +54,11 @@ class Rule:
             rule_id=self.rule_id,
         )
 
-    def verdict(self, payload: Payload) -> Classification:
-        """This rule's verdict, its placeholders filled from ``payload``."""
+    def verdict(self, payload: Payload, declared: Mapping[str, Field]) -> Classification:
+        """This rule's verdict, its placeholders filled from ``payload`` and the defaults."""
         if self.fixed is not None:
             return self.fixed
-        values = _PlaceholderValues(payload)
+        values = _PlaceholderValues(payload, declared)
         return self._verdict(
             expressions.render(self.reason, values), expressions.render(self.recommendation, values)
         )
@@ -67,14 +67,18 @@ class Rule:
 class _PlaceholderValues(dict[str, str]):
     """A payload's values as placeholder text: JSON's spelling, strings as they are."""
 
-    def __init__(self, payload: Payload) -> None:
+    def __init__(self, payload: Payload, declared: Mapping[str, Field]) -> None:
         super().__init__()
         self._payload = payload
+        self._declared = declared
 
     def __missing__(self, name: str) -> str:
-        if name not in self._payload:
+        if name in self._payload:
+            value = self._payload[name]
+        elif name in self._declared and not self._declared[name].required:
+            value = self._declared[name].default
+        else:
             return ""
-        value = self._payload[name]
         return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -141,7 +145,7 @@ class RuleSet:
     def classify(self, event_type: str, source: str | None, payload: Payload) -> Classification:
         """Judge one event with the first rule that matches; RuleError naming a rule that fails."""
         rule = self._first_match(event_type, source, payload, None)
-        return rule.verdict(payload)
+        return rule.verdict(payload, self.fields.get(event_type, {}))
 
     def explain(
         self, event_type: str, source: str | None, payload: Payload
@@ -149,7 +153,7 @@ class RuleSet:
         """The verdict, and for every rule up to the matching one why it did or did not match."""
         steps: list[Step] = []
         rule = self._first_match(event_type, source, payload, steps)
-        return rule.verdict(payload), steps
+        return rule.verdict(payload, self.fields.get(event_type, {})), steps
 
     def run_tests(self) -> list[Problem]:
         """The file's own ``tests`` that fail, each at its line."""
