@@ -6,26 +6,7 @@ import pytest
 
 from eventflo import appstate, create_app, rules
 from tests.integration.test_api import JSON, assert_problem, count_events, post_event
-
-DISK_RULES = """\
-fields:
-  disk_full:
-    percent: {type: number}
-    host: {type: string, default: unknown}
-    mounted: {type: boolean, default: true}
-rules:
-  - id: disk_full.critical
-    event_type: disk_full
-    when: payload.percent >= 90
-    severity: CRITICAL
-    escalate: true
-    reason: "Disk on {{payload.host}} is {{payload.percent}}% full"
-    recommendation: "Free space on {{payload.host}}"
-  - id: default
-    severity: LOW
-    reason: "No specific rule for this event type"
-    recommendation: "No action needed; keep for the record"
-"""
+from tests.rule_files import DISK_RULES
 
 
 @pytest.fixture
