@@ -1,8 +1,9 @@
 """Runs the rules on a claimed batch, outside any transaction: a verdict or a failure per event.
 
-A rule error (the payload cannot be judged) fails the event for good:
-retrying cannot change the payload. Any other exception is a bug in a rule,
-retried with back-off, since the next attempt may differ.
+A rule error (a rule failed on the payload; it names the rule) fails the
+event for good: the rules are deterministic, so retrying cannot change the
+outcome. Any other exception is a bug in the engine, retried with back-off,
+since the next attempt may differ.
 """
 
 from __future__ import annotations

@@ -121,6 +121,12 @@ class RuleSet:
         self.tests = tuple(tests)
         self._document = document
         self._wildcard = tuple(r for r in self.rules if r.event_types is None)
+        # The variables any condition names: CEL converts each one given to a
+        # context (about a microsecond each), so a context holds only these.
+        self._reads_type, self._reads_source = (
+            any(name in r.program.references()["variables"] for r in self.rules if r.program)
+            for name in ("event_type", "source")
+        )
         named = {t for r in self.rules for t in (r.event_types or ())}
         self._by_type: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
             {
@@ -233,7 +239,12 @@ class RuleSet:
             elif not field.required:
                 values[name] = field.default
         try:
-            return cel.Context({"event_type": event_type, "source": source, "payload": values})
+            context = cel.Context({"payload": values})
+            if self._reads_type:
+                context.add_variable("event_type", event_type)
+            if self._reads_source:
+                context.add_variable("source", source)
+            return context
         except ValueError as exc:  # a string CEL cannot hold (a lone surrogate)
             reason = expressions.first_line(str(exc))
             raise RuleError(f"rule {rule.rule_id}: the event cannot be read: {reason}") from exc
