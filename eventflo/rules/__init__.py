@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from eventflo.rules.load import load
 from eventflo.rules.model import Classification, Problem, RuleError, RuleFileError, Severity
+from eventflo.rules.reader import load
 from eventflo.rules.ruleset import Rule, RuleSet, Step
 
 __all__ = [
