@@ -378,3 +378,42 @@ def test_any_payload_that_fits_the_declarations_gets_one_verdict_every_time(payl
     first = _PROPERTY_SET.classify("disk_full", source, payload)
     assert first.severity in Severity
     assert _PROPERTY_SET.classify("disk_full", source, payload) == first
+
+
+def test_the_condition_examples_of_the_docs_load_and_judge_as_they_say():
+    examples = """\
+fields:
+  x:
+    amount: {type: number}
+    currency: {type: string, default: EUR}
+    host: {type: string, default: unknown}
+    region: {type: string, default: ""}
+    message: {type: string, default: ""}
+rules:
+  - {id: two, event_type: x, when: 'payload.amount >= 1000 && payload.currency == "EUR"',
+     severity: LOW, reason: r, recommendation: m}
+  - {id: match, event_type: x, when: 'payload.host.startsWith("db")
+       || payload.host.matches("^web[0-9]+$") || payload.message.contains("timeout")',
+     severity: LOW, reason: r, recommendation: m}
+  - {id: list, event_type: x, when: 'payload.region in ["eu-west-1", "eu-central-1"]',
+     severity: LOW, reason: r, recommendation: m}
+  - {id: source, event_type: x, when: 'source == "billing"', severity: LOW, reason: r,
+     recommendation: m}
+  - {id: has, event_type: x, when: 'has(payload.host) && payload.host != "unknown"',
+     severity: LOW, reason: r, recommendation: m}
+  - {id: double, event_type: x, when: 'double(payload.amount) / 2.0 > 10.0', severity: LOW,
+     reason: r, recommendation: m}
+  - {id: default, severity: LOW, reason: r, recommendation: m}
+"""
+    rs = rules.load(examples)
+    expected = [
+        ({"amount": 1000}, None, "two"),
+        ({"amount": 5, "host": "web1"}, None, "match"),
+        ({"amount": 5, "message": "a timeout"}, None, "match"),
+        ({"amount": 5, "region": "eu-west-1"}, None, "list"),
+        ({"amount": 5}, "billing", "source"),
+        ({"amount": 5, "host": "h"}, None, "has"),
+        ({"amount": 30}, None, "double"),
+        ({"amount": 5}, None, "default"),
+    ]
+    assert [rs.classify("x", s, p).rule_id for p, s, _ in expected] == [e for *_, e in expected]
