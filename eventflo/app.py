@@ -6,18 +6,22 @@ import flask
 
 import eventflo
 from eventflo import api as views
-from eventflo import apidocs, appstate, auth, dashboard, health, logs, metrics, problems
+from eventflo import apidocs, appstate, auth, dashboard, health, logs, metrics, problems, rules
 from eventflo.appstate import AppState
 from eventflo.config import Config
 
 __all__ = ["AppState", "create_app"]
 
 
-def create_app(config: Config | None = None) -> flask.Flask:
+def create_app(
+    config: Config | None = None, *, rule_set: rules.RuleSet | None = None
+) -> flask.Flask:
     """Build the Flask app; a bad setting fails here. The pool opens on the first request.
 
     While the database is unreachable — at start-up too — requests answer 503.
     With ``config.auth`` (the default), requests need an API key (eventflo.auth).
+    Events are validated against the declared fields of ``rule_set`` (the
+    shipped rules by default).
     """
     config = config or Config.from_env()
     logs.configure(config)
@@ -43,6 +47,6 @@ def create_app(config: Config | None = None) -> flask.Flask:
     problems.register(app)
 
     config.require_database_url()
-    appstate.install(app, AppState(config))
+    appstate.install(app, AppState(config, rule_set))
     auth.init_app(app, api)
     return app

@@ -1,9 +1,10 @@
 """What the web views of one app share, and the one typed way to reach it.
 
-The settings, and this process's pool, long-poll watcher and long-poll
-slots. Connections, threads and semaphores do not survive a fork, so these
-are made on first use in each process: an app built before gunicorn forks
-(``--preload``) still gives every worker its own.
+The settings, the rule set requests are validated against, and this
+process's pool, long-poll watcher and long-poll slots. Connections, threads
+and semaphores do not survive a fork, so these are made on first use in each
+process: an app built before gunicorn forks (``--preload``) still gives every
+worker its own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 
 import flask
 
-from eventflo import db
+from eventflo import db, rules
 from eventflo.config import Config
 from eventflo.listener import FinishedWatcher
 from eventflo.longpoll import LongPollSlots
@@ -33,8 +34,10 @@ class _ProcessResources:
 class AppState:
     """One app's settings, and the resources each process that serves it makes for itself."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, rule_set: rules.RuleSet | None = None) -> None:
         self.config = config
+        # The rule set whose declared fields requests are validated against.
+        self.rules = rules.default() if rule_set is None else rule_set
         self._lock = threading.Lock()
         self._resources: _ProcessResources | None = None
 

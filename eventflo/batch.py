@@ -27,12 +27,12 @@ class BatchStep:
         config: Config,
         *,
         worker_id: str,
-        rule_table: tuple[rules.Rule, ...] = rules.DEFAULT_RULES,
+        rule_set: rules.RuleSet | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._config = config
         self._worker_id = worker_id
-        self._rule_table = rule_table
+        self._rule_set = rules.default() if rule_set is None else rule_set
         self._rng = rng or random.Random()
         self._claim_floor = queue.ClaimFloor()
         self.completed = 0
@@ -55,7 +55,7 @@ class BatchStep:
         per_event = batch_log.enabled()
         if per_event:
             batch_log.claimed(self._worker_id, batch, lease_seconds=config.lease_seconds)
-        verdicts, failures = classifier.classify(batch, self._rule_table, worker_id=self._worker_id)
+        verdicts, failures = classifier.classify(batch, self._rule_set, worker_id=self._worker_id)
         backoffs = [
             queue.backoff_seconds(
                 failure.event.attempt,

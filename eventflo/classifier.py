@@ -1,8 +1,9 @@
 """Runs the rules on a claimed batch, outside any transaction: a verdict or a failure per event.
 
-A rule error (the payload cannot be judged) fails the event for good:
-retrying cannot change the payload. Any other exception is a bug in a rule,
-retried with back-off, since the next attempt may differ.
+A rule error (a rule failed on the payload; it names the rule) fails the
+event for good: the rules are deterministic, so retrying cannot change the
+outcome. Any other exception is a bug in the engine, retried with back-off,
+since the next attempt may differ.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from eventflo import batch_log, queue, rules
 
 
 def classify(
-    batch: Sequence[queue.Claimed], rule_table: tuple[rules.Rule, ...], *, worker_id: str
+    batch: Sequence[queue.Claimed], rule_set: rules.RuleSet, *, worker_id: str
 ) -> tuple[list[queue.Verdict], list[queue.Failure]]:
     """Judge every event of ``batch``; never raises for one event's sake."""
     verdicts: list[queue.Verdict] = []
     failures: list[queue.Failure] = []
     for event in batch:
         try:
-            verdict = rules.classify_event(event.event_type, event.payload, rule_table)
+            verdict = rule_set.classify(event.event_type, event.source, event.payload)
         except rules.RuleError as exc:
             failures.append(queue.Failure(event, f"rule error: {exc}", permanent=True))
         except Exception as exc:

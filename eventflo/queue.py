@@ -33,6 +33,7 @@ class Claimed:
 
     event_id: uuid.UUID
     event_type: str
+    source: str | None  # conditions may read it
     payload: dict[str, Any]
     attempt: int
     # Until when the lease runs: with the worker id, it names the lease the

@@ -10,7 +10,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from eventflo import rules
+from eventflo import appstate
 from eventflo.events import STATUSES, Cursor
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,99}$"
@@ -57,9 +57,10 @@ class EventCreateSchema(ma.Schema):
 
     @ma.validates_schema
     def _payload_fits_the_rules(self, data: dict[str, Any], **kwargs: Any) -> None:
-        """Fields the rules read must have the type they expect, or the event cannot be judged."""
+        """The rule set's declared fields must be present and well typed, or it cannot judge it."""
         if "event_type" in data and isinstance(data.get("payload"), dict):
-            errors = rules.payload_errors(data["event_type"], data["payload"])
+            rule_set = appstate.current().rules
+            errors = rule_set.field_errors(data["event_type"], data["payload"])
             if errors:
                 raise ma.ValidationError({"payload": {k: [v] for k, v in errors.items()}})
 

@@ -56,7 +56,7 @@ class Worker:
         *,
         stop: threading.Event | None = None,
         worker_id: str | None = None,
-        rule_table: tuple[rules.Rule, ...] = rules.DEFAULT_RULES,
+        rule_set: rules.RuleSet | None = None,
         parent_pid: int | None = None,
     ) -> None:
         self.config = config
@@ -66,7 +66,7 @@ class Worker:
         rng = random.Random()
         self._rng = rng
         self.listener = Listener(config, QUEUED_CHANNEL, f"eventflo-listen {self.worker_id}")
-        self.batch = BatchStep(config, worker_id=self.worker_id, rule_table=rule_table, rng=rng)
+        self.batch = BatchStep(config, worker_id=self.worker_id, rule_set=rule_set, rng=rng)
         self.heartbeat = Heartbeat(config, worker_id=self.worker_id)
         self.rescuer = Rescuer(config, worker_id=self.worker_id, rng=rng)
         self.idle = IdleWait(

@@ -1,4 +1,4 @@
-"""The ``eventflo`` command: migrate, serve, worker(s), replay, purge, stats, keys, dev and bench.
+"""The ``eventflo`` command: migrate, serve, workers, replay, purge, stats, keys, rules, dev, bench.
 
 This package holds only the command line: each command parses its options,
 calls the module that does the work, and prints. The settings are read once
@@ -20,6 +20,7 @@ from eventflo.cli.maintenance import purge, replay_command
 from eventflo.cli.migrations import migrate_command
 from eventflo.cli.monitoring import stats_command, workers_command
 from eventflo.cli.processes import dev, serve, worker_command
+from eventflo.cli.rules import rules_group
 
 
 class EventFloGroup(click.Group):
@@ -52,6 +53,7 @@ for command in (
     stats_command,
     workers_command,
     keys_group,
+    rules_group,
     dev,
     bench_command,
 ):

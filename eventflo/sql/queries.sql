@@ -100,7 +100,7 @@ SET status = 'processing',
     updated_at = now()
 FROM due
 WHERE e.id = due.id
-RETURNING e.id, e.event_type, e.payload, e.attempts, e.locked_until, e.run_at;
+RETURNING e.id, e.event_type, e.source, e.payload, e.attempts, e.locked_until, e.run_at;
 
 -- name: complete_events
 -- Mark a batch completed and record the attempts, fenced on this worker's lease; returns the events it still held.

@@ -166,7 +166,10 @@ def test_the_page_shows_counts_throughput_the_failed_and_the_recent_events(clien
     assert row_ids(document, "live-failed") == [three["failed"]]
     (failed_row,) = document.rows("live-failed")
     assert "sla_breach" in failed_row.text()
-    assert "rule error: payload.minutes_over must be a finite number, got str" in failed_row.text()
+    assert (
+        "rule error: rule sla_breach.major: payload.minutes_over: Must be a finite number."
+        in failed_row.text()
+    )
     (button,) = failed_row.find_all("button")
     assert (button.text(), button.attrs["data-replay"]) == ("Replay", three["failed"])
 

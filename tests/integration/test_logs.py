@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from eventflo import events, logs, queue, registry, rescue
 from eventflo.worker import Worker
-from tests.integration.worker_harness import table_with_a_rule_that_runs
+from tests.integration.worker_harness import RulesThatRaise
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-payload-value"
@@ -58,11 +58,7 @@ class _Flaky(Exception):
     pass
 
 
-def _explodes(payload):
-    raise _Flaky(f"cannot handle {payload}")
-
-
-_TABLE = table_with_a_rule_that_runs(_explodes)
+_RULES = RulesThatRaise(lambda payload: _Flaky(f"cannot handle {payload}"))
 
 
 def test_one_json_line_per_state_change_with_ids_attempt_and_duration_and_no_payload(config, conn):
@@ -72,7 +68,7 @@ def test_one_json_line_per_state_change_with_ids_attempt_and_duration_and_no_pay
     settings = dataclasses.replace(config, max_attempts=2, retry_base_seconds=0.01)
     with (
         _json_log(logging.INFO) as buffer,
-        contextlib.closing(Worker(settings, rule_table=_TABLE)) as worker,
+        contextlib.closing(Worker(settings, rule_set=_RULES)) as worker,
     ):
         assert worker.run_once() == 3
         conn.execute("UPDATE events SET run_at = now() WHERE id = %s", [flaky])  # skip the back-off

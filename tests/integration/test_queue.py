@@ -77,7 +77,10 @@ def _counts(finished):
 
 
 def _complete(conn, claimed, worker_id="worker-a"):
-    verdicts = [queue.Verdict(c, rules.classify_event(c.event_type, c.payload)) for c in claimed]
+    verdicts = [
+        queue.Verdict(c, rules.default().classify(c.event_type, c.source, c.payload))
+        for c in claimed
+    ]
     return _counts(
         queue.finish(
             conn, worker_id=worker_id, verdicts=verdicts, failures=[], max_attempts=5, backoffs=[]

@@ -340,7 +340,10 @@ def test_rescue_never_touches_a_gone_workers_event_that_has_just_completed(datab
     (event_id,) = _insert(conn, 1, event_type="system_error")
     claimed = _claim(conn, "worker-a")
     _silent_for(conn, "worker-a", 120)  # gone by the registry, while its completion is in flight
-    verdicts = [queue.Verdict(c, rules.classify_event(c.event_type, c.payload)) for c in claimed]
+    verdicts = [
+        queue.Verdict(c, rules.default().classify(c.event_type, c.source, c.payload))
+        for c in claimed
+    ]
     with psycopg.connect(
         database_url, autocommit=True, row_factory=dict_row, options="-c lock_timeout=5s"
     ) as rescuer:
@@ -375,7 +378,10 @@ def test_a_released_worker_that_comes_back_writes_nothing_for_what_it_lost(conn)
     # worker-a was only partitioned: it heartbeats again (live) and finishes late.
     registry.heartbeat(conn, worker_id="worker-a", completed=0, failed=0)
     assert registry.list_workers(conn, timeout=TIMEOUT)[0].state == "live"
-    verdicts = [queue.Verdict(c, rules.classify_event(c.event_type, c.payload)) for c in claimed]
+    verdicts = [
+        queue.Verdict(c, rules.default().classify(c.event_type, c.source, c.payload))
+        for c in claimed
+    ]
     finished = queue.finish(
         conn, worker_id="worker-a", verdicts=verdicts, failures=[], max_attempts=5, backoffs=[]
     )
@@ -511,7 +517,10 @@ def test_releasing_a_reaped_workers_leases_never_touches_an_outcome_in_flight(da
     registry.register(conn, worker_id="worker-a", host="h", pid=1)
     (event_id,) = _insert(conn, 1, event_type="system_error")
     claimed = _claim(conn, "worker-a")
-    verdicts = [queue.Verdict(c, rules.classify_event(c.event_type, c.payload)) for c in claimed]
+    verdicts = [
+        queue.Verdict(c, rules.default().classify(c.event_type, c.source, c.payload))
+        for c in claimed
+    ]
     with psycopg.connect(
         database_url, autocommit=True, row_factory=dict_row, options="-c lock_timeout=5s"
     ) as supervisor:

@@ -11,10 +11,15 @@ import subprocess
 import sys
 import time
 
-from eventflo import events, rules
+from eventflo import events
 from eventflo.rules import Severity
 from eventflo.worker import Worker, new_worker_id
-from tests.integration.worker_harness import poll_until, running, table_with_a_rule_that_runs
+from tests.integration.worker_harness import (
+    RulesThatRaise,
+    poll_until,
+    rules_that_fail_on_boom,
+    running,
+)
 
 # Long enough that polling cannot explain anything a test sees within WAKE_DEADLINE.
 LONG_POLL = 30.0
@@ -184,21 +189,15 @@ class _Flaky(Exception):
     pass
 
 
-def _raises(exc):
-    def condition(payload):
-        raise exc
-
-    return condition
-
-
 def test_an_unexpected_rule_exception_retries_with_back_off_then_fails(config, conn):
     settings = dataclasses.replace(
         config, max_attempts=3, retry_base_seconds=10.0, retry_max_seconds=60.0
     )
     event_id = _insert(conn, "boom")
     bystander = _insert(conn, "user_signup")
-    table = table_with_a_rule_that_runs(_raises(_Flaky("upstream hiccup")))
-    with _closing(Worker(settings, rule_table=table)) as worker:
+    with _closing(
+        Worker(settings, rule_set=RulesThatRaise(lambda _: _Flaky("upstream hiccup")))
+    ) as worker:
         for attempt in (1, 2):
             assert worker.run_once() >= 1
             row = conn.execute("SELECT * FROM events WHERE id = %s", [event_id]).fetchone()
@@ -219,16 +218,15 @@ def test_an_unexpected_rule_exception_retries_with_back_off_then_fails(config, c
 
 
 def test_a_rule_error_fails_the_event_at_once(config, conn):
-    event_id = _insert(conn, "boom")
-    table = table_with_a_rule_that_runs(
-        _raises(rules.RuleError("payload.amount must be a finite number"))
-    )
-    with _closing(Worker(config, rule_table=table)) as worker:
+    event_id = _insert(conn, "boom", {"n": "seven"})
+    with _closing(Worker(config, rule_set=rules_that_fail_on_boom())) as worker:
         assert worker.run_once() == 1
         assert worker.run_once() == 0
     shown = events.get(conn, event_id)
     assert (shown["status"], shown["attempts"]) == ("failed", 1)
-    assert shown["error_message"] == "rule error: payload.amount must be a finite number"
+    assert (
+        shown["error_message"] == "rule error: rule boom.explodes: payload.n: Must be an integer."
+    )
     assert [h["outcome"] for h in shown["history"]] == ["failed"]
 
 

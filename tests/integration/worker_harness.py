@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 import psycopg
 
 from eventflo import rules
-from eventflo.rules import Severity
 from eventflo.worker import Worker
 
 T = TypeVar("T")
@@ -85,17 +84,38 @@ def running(worker: Worker, *, until_listening: bool = False) -> Iterator[thread
         assert not thread.is_alive(), "the worker did not stop"
 
 
-def table_with_a_rule_that_runs(condition: Callable[[Any], bool]) -> tuple[rules.Rule, ...]:
-    """The default rules behind one for event type ``boom`` whose condition is ``condition``."""
-    return (
-        rules.Rule(
-            rule_id="explodes",
-            event_type="boom",
-            condition=condition,
-            severity=Severity.HIGH,
-            should_escalate=False,
-            reason="never reached",
-            recommendation="never reached",
-        ),
-        *rules.DEFAULT_RULES,
-    )
+# The shipped rules behind one for event type ``boom`` that reads an integer
+# field: an event stored with ``n`` of another type (written before the field
+# was declared, or not through the API) makes it fail at evaluation.
+_BOOM_RULE = """\
+  - id: boom.explodes
+    event_type: boom
+    when: payload.n > 5
+    severity: HIGH
+    reason: "never reached"
+    recommendation: "never reached"
+"""
+
+
+def rules_that_fail_on_boom() -> rules.RuleSet:
+    """The shipped rule set plus rule ``boom.explodes``, which fails on ``{"n": "seven"}``."""
+    text = rules.default_text()
+    text = text.replace("fields:\n", "fields:\n  boom:\n    n: {type: integer}\n", 1)
+    text = text.replace("rules:", "rules:\n" + _BOOM_RULE, 1)
+    return rules.load(text)
+
+
+class RulesThatRaise:
+    """The shipped rules, except that judging a ``boom`` event raises ``error(payload)``.
+
+    Stands for a bug in the engine (not a rule error): the worker must retry it.
+    """
+
+    def __init__(self, error: Callable[[Any], Exception]) -> None:
+        self._rules = rules.default()
+        self._error = error
+
+    def classify(self, event_type: str, source: str | None, payload: Any) -> rules.Classification:
+        if event_type == "boom":
+            raise self._error(payload)
+        return self._rules.classify(event_type, source, payload)

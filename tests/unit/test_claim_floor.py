@@ -11,7 +11,7 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def _event(run_at: dt.datetime) -> Claimed:
-    return Claimed(uuid.uuid4(), "tick", {}, 1, T0 + dt.timedelta(minutes=5), run_at)
+    return Claimed(uuid.uuid4(), "tick", None, {}, 1, T0 + dt.timedelta(minutes=5), run_at)
 
 
 class _Clock:

@@ -1,4 +1,4 @@
-"""The default rule table, boundary by boundary, plus totality and determinism for any payload."""
+"""The shipped rule set, boundary by boundary, plus totality and determinism for any payload."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ CASES = [
 
 @pytest.mark.parametrize(("event_type", "payload", "severity", "escalate", "rule_id"), CASES)
 def test_default_rules(event_type, payload, severity, escalate, rule_id):
-    verdict = rules.classify_event(event_type, payload)
+    verdict = rules.default().classify(event_type, "tests", payload)
     assert (verdict.severity, verdict.should_escalate, verdict.rule_id) == (
         severity,
         escalate,
@@ -45,40 +45,59 @@ def test_default_rules(event_type, payload, severity, escalate, rule_id):
 
 
 @pytest.mark.parametrize(
-    ("event_type", "payload"),
+    ("event_type", "payload", "field", "message"),
     [
-        ("payment_failed", {"amount": "lots"}),
-        ("payment_failed", {"amount": None}),
-        ("payment_failed", {"amount": True}),
-        ("payment_failed", {"amount": [1000]}),
-        ("payment_failed", {"amount": float("nan")}),
-        ("sla_breach", {"minutes_over": "31"}),
-        ("sla_breach", {"minutes_over": float("inf")}),
+        ("payment_failed", {"amount": "lots"}, "amount", "Must be a finite number."),
+        ("payment_failed", {"amount": None}, "amount", "Must be a finite number."),
+        ("payment_failed", {"amount": True}, "amount", "Must be a finite number."),
+        ("payment_failed", {"amount": [1000]}, "amount", "Must be a finite number."),
+        ("payment_failed", {"amount": float("nan")}, "amount", "Must be a finite number."),
+        ("sla_breach", {"minutes_over": "31"}, "minutes_over", "Must be a finite number."),
+        ("sla_breach", {"minutes_over": float("inf")}, "minutes_over", "Must be a finite number."),
     ],
 )
-def test_ill_typed_fields_are_rule_errors(event_type, payload):
-    with pytest.raises(rules.RuleError, match="must be a finite number"):
-        rules.classify_event(event_type, payload)
-    assert rules.payload_errors(event_type, payload)
+def test_ill_typed_fields_are_field_errors_and_rule_errors_naming_the_rule(
+    event_type, payload, field, message
+):
+    shipped = rules.default()
+    assert shipped.field_errors(event_type, payload) == {field: message}
+    with pytest.raises(rules.RuleError) as raised:
+        shipped.classify(event_type, None, payload)
+    assert (
+        str(raised.value) == f"rule {event_type}.{_FIRST[event_type]}: payload.{field}: {message}"
+    )
 
 
-def test_payload_errors_name_the_field():
-    assert rules.payload_errors("payment_failed", {"amount": "lots"}) == {
-        "amount": "Must be a finite number."
-    }
-    assert rules.payload_errors("payment_failed", {"amount": 12}) == {}
-    assert rules.payload_errors("other", {"amount": "lots"}) == {}
+# The rule of each type whose condition reads the field, so the one that fails.
+_FIRST = {"payment_failed": "large", "sla_breach": "major"}
 
 
-def test_every_rule_id_is_unique_and_the_table_ends_with_a_catch_all():
-    ids = [rule.rule_id for rule in rules.DEFAULT_RULES]
-    assert len(ids) == len(set(ids))
-    assert rules.DEFAULT_RULES[-1].event_type is None
+def test_field_errors_only_for_declared_fields_of_the_events_type():
+    shipped = rules.default()
+    assert shipped.field_errors("payment_failed", {"amount": 12}) == {}
+    assert shipped.field_errors("payment_failed", {}) == {}  # a default makes it optional
+    assert shipped.field_errors("other", {"amount": "lots"}) == {}
 
 
-def test_a_table_without_catch_all_raises_rule_error():
-    with pytest.raises(rules.RuleError, match="no rule matches"):
-        rules.classify_event("other", {}, rules=rules.DEFAULT_RULES[:-1])
+def test_the_shipped_set_is_the_packaged_file_its_tests_pass_and_it_ends_with_a_catch_all():
+    shipped = rules.default()
+    assert shipped.text == rules.default_text()
+    assert shipped.run_tests() == []
+    assert len(shipped.tests) >= len(shipped.rules)
+    covered = {case.expect["rule"] for case in shipped.tests}
+    assert covered == {rule.rule_id for rule in shipped.rules}
+    assert shipped.rules[-1].event_types is None and shipped.rules[-1].program is None
+    assert rules.default() is shipped, "compiled once per process"
+
+
+def test_the_canonical_form_loads_back_to_the_same_verdicts():
+    shipped = rules.default()
+    again = rules.load(shipped.canonical())
+    assert again.canonical() == shipped.canonical()
+    for event_type, payload, *_ in CASES:
+        assert again.classify(event_type, None, payload) == shipped.classify(
+            event_type, None, payload
+        )
 
 
 json_values = st.recursive(
@@ -100,13 +119,14 @@ payloads = st.dictionaries(field_names | st.text(), json_values, max_size=5)
 
 @given(event_type=event_types, payload=payloads)
 def test_total_and_deterministic_for_any_json_object(event_type, payload):
-    """Any JSON object gets a verdict, or a RuleError exactly when payload_errors reports one."""
-    errors = rules.payload_errors(event_type, payload)
+    """Any JSON object gets a verdict, or a RuleError exactly when field_errors reports one."""
+    shipped = rules.default()
+    errors = shipped.field_errors(event_type, payload)
     try:
-        first = rules.classify_event(event_type, payload)
+        first = shipped.classify(event_type, None, payload)
     except rules.RuleError:
         assert errors
         return
     assert not errors
-    assert rules.classify_event(event_type, payload) == first
+    assert shipped.classify(event_type, None, payload) == first
     assert first.severity in Severity

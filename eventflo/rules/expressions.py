@@ -1,0 +1,103 @@
+"""CEL conditions and ``{{payload.x}}`` placeholders: compiled, limited and read for field names.
+
+What bounds one evaluation: an expression is at most ``MAX_EXPRESSION_CHARS``
+characters and uses at most ``MAX_MACROS`` list macros (``all``, ``exists``,
+``exists_one``, ``map``, ``filter``); CEL has no other loops, and the payload
+holds only declared scalar fields, so a macro can only range over a list
+written in the expression itself. The worst case is two nested macros over
+two literal lists that together fit in the character limit: tens of
+thousands of steps, milliseconds. Regular expressions (``matches``) run on
+Rust's linear-time engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import cel
+
+MAX_EXPRESSION_CHARS = 1000
+MAX_MACROS = 2
+
+# What a condition may name: the event's type, its source and its declared payload fields.
+VARIABLES = frozenset({"event_type", "source", "payload"})
+
+_STRING_LITERAL = re.compile(
+    r"""[rR]?(?:'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")""", re.DOTALL
+)
+_PAYLOAD_DOT = re.compile(r"\bpayload\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+_PAYLOAD_INDEX = re.compile(r"""\bpayload\s*\[\s*(['"])([^'"\\]*)\1\s*\]""")
+_PAYLOAD_ANY = re.compile(r"\bpayload\b")
+_MACRO = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)?")
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_PLACEHOLDER_FIELD = re.compile(r"\s*payload\.([A-Za-z_][A-Za-z0-9_]*)\s*")
+
+
+def compile_condition(expression: str) -> tuple[cel.Program | None, list[str]]:
+    """The compiled program and the problems that refuse it (syntax, size, unknown names)."""
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        return None, [
+            f"the condition is {len(expression)} characters; the limit is {MAX_EXPRESSION_CHARS}"
+        ]
+    code = _STRING_LITERAL.sub("''", expression)
+    bound = set(_MACRO.findall(code))  # a macro's loop variable: ``[1, 2].all(x, x > 0)``
+    if len(_MACRO.findall(code)) > MAX_MACROS:
+        return None, [f"the condition uses more than {MAX_MACROS} list macros"]
+    try:
+        program = cel.compile(expression)
+    except ValueError as exc:
+        return None, [f"CEL syntax error: {first_line(str(exc))}"]
+    unknown = sorted(set(program.references()["variables"]) - VARIABLES - bound)
+    if unknown:
+        names = ", ".join(unknown)
+        return None, [f"the condition names {names}; it may use only event_type, source, payload"]
+    return program, []
+
+
+def payload_fields_read(expression: str) -> tuple[set[str], bool]:
+    """The payload fields ``expression`` names, and whether it reads payload in any other way.
+
+    "Any other way" is a computed index (``payload[x]``) or the payload as a
+    whole: neither can be checked against the declarations, so both are refused.
+    """
+    names = {m.group(2) for m in _PAYLOAD_INDEX.finditer(expression)}
+    code = _STRING_LITERAL.sub("''", _PAYLOAD_INDEX.sub(" _field_ ", expression))
+    dotted = _PAYLOAD_DOT.findall(code)
+    names.update(dotted)
+    return names, len(_PAYLOAD_ANY.findall(code)) > len(dotted)
+
+
+def placeholders(text: str) -> tuple[set[str], list[str]]:
+    """The fields ``{{payload.x}}`` placeholders in ``text`` name, and the malformed ones."""
+    names: set[str] = set()
+    bad: list[str] = []
+    for match in _PLACEHOLDER.finditer(text):
+        field = _PLACEHOLDER_FIELD.fullmatch(match.group(1))
+        if field is None:
+            bad.append(match.group(0))
+        else:
+            names.add(field.group(1))
+    return names, bad
+
+
+def render(text: str, values: dict[str, str]) -> str:
+    """``text`` with each ``{{payload.x}}`` replaced by ``values[x]``: no expressions."""
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1).strip()[len("payload.") :]], text)
+
+
+_CEL_SYNTAX = re.compile(r"ERROR: <input>:\d+:(\d+): (.*)")
+
+
+def first_line(message: str) -> str:
+    """The gist of a CEL error: its first sentence, or a syntax error's column and complaint."""
+    line = message.strip().splitlines()[0] if message.strip() else message
+    syntax = _CEL_SYNTAX.search(line)
+    if syntax is not None:
+        return f"column {syntax.group(1)}: {syntax.group(2)}"
+    return line.split(". ", 1)[0]
+
+
+def describe(names: Iterable[str]) -> str:
+    """``a, b`` for a message."""
+    return ", ".join(sorted(names))

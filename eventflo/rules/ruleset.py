@@ -1,0 +1,278 @@
+"""The compiled, immutable rule set and the judging of one event with it.
+
+Pure: no Flask, no database, no clock, no randomness, so the same event always
+gets the same verdict. An event is judged only by its own type's rules and the
+wildcard ones, in file order, first match wins; the conditions see one context
+built once per event from the declared fields alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import cel
+
+from eventflo.rules import expressions
+from eventflo.rules.fields import Field, cel_value
+from eventflo.rules.model import Classification, Problem, RuleError, Severity
+
+Payload = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One compiled rule. ``event_types=None`` matches every type; ``program=None`` always."""
+
+    rule_id: str
+    event_types: tuple[str, ...] | None
+    condition: str | None
+    program: cel.Program | None
+    severity: Severity
+    should_escalate: bool
+    reason: str
+    recommendation: str
+    line: int
+
+    # The verdict when neither text has placeholders: made once per rule, not once per event.
+    fixed: Classification | None = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        templated = "{{" in self.reason or "{{" in self.recommendation
+        verdict = None if templated else self._verdict(self.reason, self.recommendation)
+        object.__setattr__(self, "fixed", verdict)  # frozen: the documented way
+
+    def _verdict(self, reason: str, recommendation: str) -> Classification:
+        return Classification(
+            severity=self.severity,
+            reason=reason,
+            recommendation=recommendation,
+            should_escalate=self.should_escalate,
+            rule_id=self.rule_id,
+        )
+
+    def verdict(self, payload: Payload, declared: Mapping[str, Field]) -> Classification:
+        """This rule's verdict, its placeholders filled from ``payload`` and the defaults."""
+        if self.fixed is not None:
+            return self.fixed
+        values = _PlaceholderValues(payload, declared)
+        return self._verdict(
+            expressions.render(self.reason, values), expressions.render(self.recommendation, values)
+        )
+
+
+class _PlaceholderValues(dict[str, str]):
+    """A payload's values as placeholder text: JSON's spelling, strings as they are."""
+
+    def __init__(self, payload: Payload, declared: Mapping[str, Field]) -> None:
+        super().__init__()
+        self._payload = payload
+        self._declared = declared
+
+    def __missing__(self, name: str) -> str:
+        if name in self._payload:
+            value = self._payload[name]
+        elif name in self._declared and not self._declared[name].required:
+            value = self._declared[name].default
+        else:
+            return ""
+        return value if isinstance(value, str) else json.dumps(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """Why one rule did or did not give an event its verdict (``rules test``)."""
+
+    rule: Rule
+    outcome: str  # "matched", "condition false" or "event type differs"
+
+
+@dataclasses.dataclass(frozen=True)
+class TestCase:
+    """A ``tests`` entry: an event and what the file's author expects of it."""
+
+    line: int
+    event_type: str
+    source: str | None
+    payload: Mapping[str, Any]
+    expect: Mapping[str, Any]
+
+
+class RuleSet:
+    """A rule file, validated and compiled: immutable, shared by every batch that uses it."""
+
+    def __init__(
+        self,
+        *,
+        text: str,
+        fields: Mapping[str, Mapping[str, Field]],
+        rules: Sequence[Rule],
+        tests: Sequence[TestCase],
+        document: Mapping[str, Any],
+    ) -> None:
+        self.text = text
+        self.fields: Mapping[str, Mapping[str, Field]] = MappingProxyType(
+            {t: MappingProxyType(dict(f)) for t, f in fields.items()}
+        )
+        self.rules = tuple(rules)
+        self.tests = tuple(tests)
+        self._document = document
+        self._wildcard = tuple(r for r in self.rules if r.event_types is None)
+        # The variables any condition names: CEL converts each one given to a
+        # context (about a microsecond each), so a context holds only these.
+        self._reads_type, self._reads_source = (
+            any(name in r.program.references()["variables"] for r in self.rules if r.program)
+            for name in ("event_type", "source")
+        )
+        named = {t for r in self.rules for t in (r.event_types or ())}
+        self._by_type: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
+            {
+                t: tuple(r for r in self.rules if r.event_types is None or t in r.event_types)
+                for t in named
+            }
+        )
+
+    def rules_for(self, event_type: str) -> tuple[Rule, ...]:
+        """The rules an event of ``event_type`` is judged by, in order."""
+        return self._by_type.get(event_type, self._wildcard)
+
+    def field_errors(self, event_type: str, payload: Payload) -> dict[str, str]:
+        """The API's message per declared field missing or ill-typed; empty when judgeable."""
+        errors = {}
+        for name, field in self.fields.get(event_type, {}).items():
+            message = field.error(payload)
+            if message is not None:
+                errors[name] = message
+        return errors
+
+    def classify(self, event_type: str, source: str | None, payload: Payload) -> Classification:
+        """Judge one event with the first rule that matches; RuleError naming a rule that fails."""
+        rule = self._first_match(event_type, source, payload, None)
+        return rule.verdict(payload, self.fields.get(event_type, {}))
+
+    def explain(
+        self, event_type: str, source: str | None, payload: Payload
+    ) -> tuple[Classification, list[Step]]:
+        """The verdict, and for every rule up to the matching one why it did or did not match."""
+        steps: list[Step] = []
+        rule = self._first_match(event_type, source, payload, steps)
+        return rule.verdict(payload, self.fields.get(event_type, {})), steps
+
+    def run_tests(self) -> list[Problem]:
+        """The file's own ``tests`` that fail, each at its line."""
+        problems = []
+        for case in self.tests:
+            errors = self.field_errors(case.event_type, case.payload)
+            if errors:
+                detail = "; ".join(f"payload.{k}: {v}" for k, v in sorted(errors.items()))
+                problems.append(Problem(case.line, f"test event does not fit the fields: {detail}"))
+                continue
+            try:
+                verdict = self.classify(case.event_type, case.source, case.payload)
+            except RuleError as exc:
+                problems.append(Problem(case.line, f"test failed: {exc}"))
+                continue
+            got = {
+                "rule": verdict.rule_id,
+                "severity": verdict.severity.value,
+                "escalate": verdict.should_escalate,
+            }
+            wrong = [k for k, v in case.expect.items() if got[k] != v]
+            if wrong:
+                expected = ", ".join(f"{k} {case.expect[k]}" for k in wrong)
+                actual = ", ".join(f"{k} {got[k]}" for k in wrong)
+                problems.append(
+                    Problem(case.line, f"test failed: expected {expected}; got {actual}")
+                )
+        return problems
+
+    def canonical(self) -> str:
+        """The rule set as YAML in a fixed form (keys in order, no comments): hash it, print it."""
+        import yaml
+
+        return yaml.safe_dump(
+            _plain(self._document), sort_keys=False, allow_unicode=True, width=100
+        )
+
+    def _first_match(
+        self, event_type: str, source: str | None, payload: Payload, steps: list[Step] | None
+    ) -> Rule:
+        candidates = self.rules if steps is not None else self.rules_for(event_type)
+        context: cel.Context | None = None
+        for rule in candidates:
+            if rule.event_types is not None and event_type not in rule.event_types:
+                if steps is not None:
+                    steps.append(Step(rule, "event type differs"))
+                continue
+            if rule.program is not None:
+                if context is None:
+                    context = self._context(rule, event_type, source, payload)
+                if not self._holds(rule, context, event_type, payload):
+                    if steps is not None:
+                        steps.append(Step(rule, "condition false"))
+                    continue
+            if steps is not None:
+                steps.append(Step(rule, "matched"))
+            return rule
+        # A loaded set ends with a catch-all rule; reaching here means it has none.
+        raise RuleError(f"no rule matches event type {event_type!r}")
+
+    def _context(
+        self, rule: Rule, event_type: str, source: str | None, payload: Payload
+    ) -> cel.Context:
+        """What the conditions see: the declared fields (defaults applied), checked, built once.
+
+        A field of the wrong type (stored before it was declared, or not
+        through the API) fails the event here, naming ``rule``: the first rule
+        whose condition would have read the payload.
+        """
+        values = {}
+        for name, field in self.fields.get(event_type, {}).items():
+            if name in payload:
+                value = payload[name]
+                if not field.type.accepts(value):
+                    raise RuleError(f"rule {rule.rule_id}: payload.{name}: {field.type.message}")
+                values[name] = cel_value(value)
+            elif not field.required:
+                values[name] = field.default
+        try:
+            context = cel.Context({"payload": values})
+            if self._reads_type:
+                context.add_variable("event_type", event_type)
+            if self._reads_source:
+                context.add_variable("source", source)
+            return context
+        except ValueError as exc:  # a string CEL cannot hold (a lone surrogate)
+            reason = expressions.first_line(str(exc))
+            raise RuleError(f"rule {rule.rule_id}: the event cannot be read: {reason}") from exc
+
+    def _holds(self, rule: Rule, context: cel.Context, event_type: str, payload: Payload) -> bool:
+        assert rule.program is not None
+        try:
+            result = rule.program.execute(context)
+        except Exception as exc:
+            raise RuleError(
+                f"rule {rule.rule_id}: {self._diagnose(event_type, payload, exc)}"
+            ) from exc
+        if result is True or result is False:
+            return result
+        raise RuleError(f"rule {rule.rule_id}: the condition gave {result!r}, not true or false")
+
+    def _diagnose(self, event_type: str, payload: Payload, exc: Exception) -> str:
+        """Name the ill-typed field when there is one: the usual cause, and the useful message."""
+        errors = self.field_errors(event_type, payload)
+        if errors:
+            return "; ".join(f"payload.{k}: {v}" for k, v in sorted(errors.items()))
+        return expressions.first_line(str(exc))
+
+
+def _plain(value: Any) -> Any:
+    """Located mappings and tuples as plain dicts and lists, for yaml.safe_dump."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
