@@ -20,7 +20,7 @@ from typing import Any
 
 import flask
 
-from eventflo import appstate, auth, db, events, overview, problems, queue, signin
+from eventflo import appstate, auth, db, events, jsonbody, overview, problems, queue, signin
 from eventflo.errors import DatabaseUnavailable, EventFloError, MalformedRequest, SchemaNotCurrent
 from eventflo.overview import Filters, Snapshot
 from eventflo.status import Status
@@ -138,8 +138,14 @@ def replay() -> Any:
 
 
 def _replay_ids(request: flask.Request) -> list[uuid.UUID]:
-    """The ``event_ids`` of a JSON body ``{"event_ids": ["<uuid>", …]}``, in order, once each."""
-    body = request.get_json(silent=True)
+    """The ``event_ids`` of a JSON body ``{"event_ids": ["<uuid>", …]}``, in order, once each.
+
+    Parsed by the API's own strict parser: a repeated key is refused here too.
+    """
+    data = request.get_data()
+    body = (
+        jsonbody.loads(data, max_depth=appstate.current().config.max_json_depth) if data else None
+    )
     raw = body.get("event_ids") if isinstance(body, dict) else None
     if not isinstance(raw, list) or not 1 <= len(raw) <= REPLAY_MAX_IDS:
         raise MalformedRequest(

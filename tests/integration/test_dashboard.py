@@ -398,6 +398,21 @@ def test_a_malformed_replay_is_400(client, body):
     assert_problem(response, 400)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    # A lenient parser would take the last key, and skip NaN: a replay of a failed event.
+    ['{"event_ids": [], "event_ids": ["a"]}', '{"event_ids": ["a"], "at": NaN}'],
+)
+def test_a_replay_body_goes_through_the_strict_json_parser(client, conn, two_failed, raw):
+    response = client.post(
+        "/dashboard/replay",
+        data=raw.replace('"a"', f'"{two_failed[0]}"'),
+        headers={**REPLAY_HEADERS, "Content-Type": "application/json"},
+    )
+    assert_problem(response, 400)
+    assert set(statuses(conn).values()) == {"failed"}
+
+
 # -- headers, assets, failures ------------------------------------------------------------------
 
 
