@@ -37,7 +37,12 @@ def run(config: Config, *, port: int, worker_processes: int, data_dir: str) -> i
     """
     logs.configure(config)
     with _data_dir_lock(config, data_dir) as lock:
-        ensure_port_free(port)
+        try:
+            ensure_port_free(port)
+        except DevRefused:
+            if lock is not None:
+                lock.keep_file()  # what a killed run left stays for the next start
+            raise
         return _run(
             config, port=port, worker_processes=worker_processes, data_dir=data_dir, lock=lock
         )

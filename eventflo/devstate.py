@@ -27,6 +27,9 @@ DEFAULT_DATA_DIR = ".eventflo/pgdata"
 SUFFIX = ".dev.json"
 # How long a second instance waits for the first one's state to be written (it locks, then writes).
 _READ_PATIENCE_SECONDS = 2.0
+# How long a starting instance retries a held lock: a CLI command's probe (is_held) holds a
+# shared lock for an instant, which must not read as another running instance.
+_LOCK_PATIENCE_SECONDS = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +96,12 @@ class DevLock:
         self.path = path
         self._fd = fd
         self.took_over = took_over
+        self._keep_file = False
+
+    def keep_file(self) -> None:
+        """On release, leave the file as it is: a run refused before writing its own state
+        keeps what a killed run left (its server, to take over next time)."""
+        self._keep_file = True
 
     def write(self, state: DevState) -> None:
         """Replace the file's content with ``state``, in place: the locked inode stays the file."""
@@ -102,8 +111,9 @@ class DevLock:
 
     def release(self) -> None:
         """Remove the file, then unlock: whoever waits on the old inode re-checks the path."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if not self._keep_file:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
         os.close(self._fd)
 
 
@@ -111,6 +121,7 @@ def acquire(data_dir: str | os.PathLike[str]) -> DevLock:
     """Lock ``data_dir`` for this process; AlreadyRunning when a live instance holds it."""
     path = state_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
+    give_up_at = time.monotonic() + _LOCK_PATIENCE_SECONDS
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -119,7 +130,13 @@ def acquire(data_dir: str | os.PathLike[str]) -> DevLock:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise
-            raise AlreadyRunning(_read_patiently(path), path) from None
+            if time.monotonic() < give_up_at:
+                time.sleep(0.05)
+                continue
+            holder = _read_patiently(path)
+            # A state naming a dead pid was left by a killed run, not written by the holder.
+            alive = holder is not None and pid_alive(holder.pid)
+            raise AlreadyRunning(holder if alive else None, path) from None
         try:
             same_file = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:

@@ -9,7 +9,7 @@ import pytest
 
 from eventflo.config import Config, ConfigError
 
-CONFIGURATION_PAGE = pathlib.Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_defaults_need_nothing_but_the_database_url():
@@ -58,7 +58,8 @@ def test_missing_database_url_says_how_to_set_it():
         Config.from_env({}).require_database_url()
 
 
-def test_the_configuration_page_lists_every_variable():
-    page = CONFIGURATION_PAGE.read_text(encoding="utf-8")
+@pytest.mark.parametrize("page", ["README.md", "docs/configuration.md"])
+def test_the_configuration_tables_list_every_variable(page):
+    text = (ROOT / page).read_text(encoding="utf-8")
     for field in dataclasses.fields(Config):
-        assert f"| `EVENTFLO_{field.name.upper()}` |" in page, field.name
+        assert f"| `EVENTFLO_{field.name.upper()}` |" in text, field.name

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pathlib
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -83,3 +85,53 @@ def test_a_foreign_or_empty_file_is_no_state():
     assert devstate.DevState.from_json("") is None
     assert devstate.DevState.from_json('{"pid": "x"}') is None
     assert devstate.DevState.from_json("[1, 2]") is None
+
+
+def test_a_cli_probe_holding_the_lock_for_an_instant_does_not_refuse_a_start(tmp_path):
+    """``running()`` takes a shared lock for an instant; a dev starting then waits it out."""
+    data_dir = tmp_path / ".eventflo" / "pgdata"
+    path = devstate.state_path(data_dir)
+    path.parent.mkdir(parents=True)
+    path.write_text("")
+    probe = os.open(path, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH)  # as is_held does, but held until the timer lets go
+    releaser = threading.Timer(0.2, os.close, [probe])
+    releaser.start()
+    try:
+        with devstate.held(data_dir) as lock:
+            assert lock.took_over is None
+    finally:
+        releaser.join()
+
+
+def test_a_refusal_names_no_pid_when_the_holders_file_names_a_dead_one(tmp_path):
+    data_dir = tmp_path / ".eventflo" / "pgdata"
+    path = devstate.state_path(data_dir)
+    path.parent.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **_OUT)
+    path.write_text(_state(data_dir, int(dead.stdout)).to_json())
+    holder = os.open(path, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_SH)  # someone holds it, but the file is not theirs
+    try:
+        with pytest.raises(devstate.AlreadyRunning) as refused:
+            devstate.acquire(data_dir)
+        assert refused.value.state is None
+    finally:
+        os.close(holder)
+
+
+def test_a_lock_told_to_keep_its_file_leaves_a_killed_runs_state_for_the_next_start(tmp_path):
+    data_dir = tmp_path / ".eventflo" / "pgdata"
+    path = devstate.state_path(data_dir)
+    path.parent.mkdir(parents=True)
+    left = _state(data_dir, 4_000_000)  # a killed run's pid, beyond pid_max
+    path.write_text(left.to_json())
+    lock = devstate.acquire(data_dir)
+    assert lock.took_over == left
+    lock.keep_file()  # as eventflo dev does when it refuses a port in use
+    lock.release()
+    with devstate.held(data_dir) as again:
+        assert again.took_over == left
+
+
+_OUT = {"capture_output": True, "text": True, "check": True}
