@@ -40,7 +40,7 @@ def run(config: Config, *, port: int, worker_processes: int, data_dir: str) -> i
         try:
             ensure_port_free(port)
         except DevRefused:
-            if lock is not None:
+            if lock is not None and lock.took_over is not None:
                 lock.keep_file()  # what a killed run left stays for the next start
             raise
         return _run(
