@@ -75,6 +75,7 @@ def _context(
         "refresh_seconds": REFRESH_SECONDS,
         "throughput_minutes": overview.THROUGHPUT_MINUTES,
         "recent_limit": overview.RECENT_LIMIT,
+        "rule_match_hours": overview.RULE_MATCH_HOURS,
         "live_url": flask.url_for("dashboard.live", **query),
         "viewer": auth.caller(),
     }

@@ -117,7 +117,13 @@ def _read(conn: db.Connection, config: Config) -> list[Metric]:
         "Stored completed events by type and severity (falls when retention deletes events)",
         labels=["event_type", "severity"],
     )
-    latency = _latency_and_completed(conn, completed)
+    by_rule = CounterMetricFamily(
+        "eventflo_rule_matches",
+        "Stored completed events by the rule that judged them and its severity"
+        " (falls when retention deletes events)",
+        labels=["rule", "severity"],
+    )
+    latency = _latency_and_completed(conn, completed, by_rule)
 
     failed = CounterMetricFamily(
         "eventflo_events_failed",
@@ -153,6 +159,7 @@ def _read(conn: db.Connection, config: Config) -> list[Metric]:
         queue_depth,
         oldest_due,
         completed,
+        by_rule,
         latency,
         failed,
         workers,
@@ -161,20 +168,26 @@ def _read(conn: db.Connection, config: Config) -> list[Metric]:
     ]
 
 
-def _latency_and_completed(conn: db.Connection, completed: CounterMetricFamily) -> Metric:
-    """One pass over the completed events fills the counter and builds the latency histogram."""
+def _latency_and_completed(
+    conn: db.Connection, completed: CounterMetricFamily, by_rule: CounterMetricFamily
+) -> Metric:
+    """One pass over the completed events fills both counters and builds the latency histogram."""
     per_bucket = [0] * (len(LATENCY_BUCKETS) + 1)  # width_bucket: 0 below the first bound
     per_label: collections.Counter[tuple[str, str]] = collections.Counter()
+    per_rule: collections.Counter[tuple[str, str]] = collections.Counter()
     total_seconds = 0.0
     rows = conn.execute(
-        QUERIES["completed_by_type_severity_and_latency"], {"bounds": list(LATENCY_BUCKETS)}
+        QUERIES["completed_by_type_rule_severity_and_latency"], {"bounds": list(LATENCY_BUCKETS)}
     )
     for row in rows:
         per_label[(row["event_type"], row["severity"])] += row["events"]
+        per_rule[(row["rule_id"], row["severity"])] += row["events"]
         per_bucket[row["bucket"]] += row["events"]
         total_seconds += row["seconds"] or 0.0
     for (event_type, severity), count in sorted(per_label.items()):
         completed.add_metric([event_type, severity], count)
+    for (rule_id, severity), count in sorted(per_rule.items()):
+        by_rule.add_metric([rule_id, severity], count)
     # Prometheus buckets are cumulative ("le"): events at or under each bound.
     cumulative, running = [], 0
     for bound, count in zip(LATENCY_BUCKETS, per_bucket, strict=False):

@@ -24,6 +24,16 @@ FAILED_LIMIT = 20
 # The type filter offers the types among this many newest events (a bounded read).
 TYPE_SCAN = 1000
 EVENT_TYPE_MAX_LENGTH = 100
+RULE_MATCH_HOURS = 24
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleMatches:
+    """How many events one rule judged in the last RULE_MATCH_HOURS, and its share of all."""
+
+    rule_id: str
+    events: int
+    share: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +81,7 @@ class Snapshot:
     recent: list[dict[str, Any]]
     failed: list[dict[str, Any]]
     event_types: list[str]
+    rule_matches: list[RuleMatches]
 
     @property
     def oldest_due_age(self) -> dt.timedelta | None:
@@ -104,6 +115,7 @@ def read(conn: db.Connection, filters: Filters, *, worker_timeout: float) -> Sna
             row["event_type"]
             for row in conn.execute(QUERIES["recent_event_types"], {"scan": TYPE_SCAN})
         ]
+        matches = conn.execute(QUERIES["rule_matches"], {"hours": RULE_MATCH_HOURS}).fetchall()
     if filters.event_type and filters.event_type not in types:
         types = sorted([*types, filters.event_type])
     return Snapshot(
@@ -116,4 +128,10 @@ def read(conn: db.Connection, filters: Filters, *, worker_timeout: float) -> Sna
         recent=recent,
         failed=failed,
         event_types=types,
+        rule_matches=_with_shares(matches),
     )
+
+
+def _with_shares(rows: list[dict[str, Any]]) -> list[RuleMatches]:
+    total = sum(row["events"] for row in rows)
+    return [RuleMatches(row["rule_id"], row["events"], row["events"] / total) for row in rows]

@@ -5,7 +5,8 @@ configured one, migrated, dropped at the end, also on Ctrl-C or SIGTERM), the
 ``Bench`` context a mode runs in, repeated runs and their medians, and the
 ratios between modes. Each mode is one module of this package with a
 ``SUMMARY`` line and ``run(bench) -> ModeResult``; registering a new one is a
-line in ``MODES``.
+line in ``MODES``. A mode that sets ``NEEDS_DATABASE = False`` (the rules
+mode: the engine alone) runs without one when only such modes are asked for.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ MODES: Mapping[str, str] = {
     "ingest": "eventflo.bench.ingest",
     "held-xmin": "eventflo.bench.held_xmin",
     "memory": "eventflo.bench.memory",
+    "rules": "eventflo.bench.rule_speed",
 }
 MODE_NAMES = tuple(MODES)
 DEFAULT_MODES = ("drain", "floor")
@@ -119,14 +121,14 @@ class ModeResult:
 
 @dataclasses.dataclass(frozen=True)
 class Environment:
-    """The facts of the machine and server that produced the figures."""
+    """The facts of the machine and server that produced the figures (no server: None)."""
 
-    server_version: str
-    fsync: str
-    synchronous_commit: str
-    payload_bytes: int
+    server_version: str | None
+    fsync: str | None
+    synchronous_commit: str | None
+    payload_bytes: int | None
     cpu_count: int | None
-    scratch_database: str
+    scratch_database: str | None
     kept: bool
     # Whether each timed drain (drain, floor, growth, held-xmin) starts right
     # after a CHECKPOINT (Bench.checkpoint).
@@ -191,6 +193,11 @@ def mode(name: str) -> Mode:
     return cast(Mode, importlib.import_module(MODES[name]))
 
 
+def needs_database(modes: Sequence[str]) -> bool:
+    """Whether any of ``modes`` runs against PostgreSQL (all but the engine-only ones do)."""
+    return any(getattr(mode(name), "NEEDS_DATABASE", True) for name in modes)
+
+
 def figures(samples: Sequence[Sample], specs: Sequence[tuple[str, str, str]]) -> tuple[Figure, ...]:
     """Turn per-run samples into figures; ``specs`` are (key, label, unit) in report order."""
     return tuple(
@@ -223,7 +230,7 @@ class Bench:
         self,
         settings: Settings,
         *,
-        admin: Connection,
+        admin: Connection | None,
         database: str,
         url: str,
         statement_timeout: float,
@@ -250,6 +257,8 @@ class Bench:
 
     def connect(self, purpose: str) -> Connection:
         """An autocommit connection to the scratch database, without a statement timeout."""
+        if not self.url:
+            raise BenchError("this run has no database: only modes that need none were asked for")
         return psycopg.connect(
             self.url,
             autocommit=True,
@@ -276,6 +285,8 @@ class Bench:
         only with every session gone is the counter complete. Read through the
         admin connection, whose own transactions count for another database.
         """
+        if self._admin is None:
+            raise BenchError("this run has no database")
         deadline = time.monotonic() + timeout
         while True:
             row = self._admin.execute(
@@ -415,7 +426,7 @@ def _comparisons(results: Sequence[ModeResult]) -> tuple[Ratio, ...]:
 
 
 def run(
-    database_url: str,
+    database_url: str | None,
     settings: Settings,
     modes: Sequence[str],
     *,
@@ -425,9 +436,13 @@ def run(
     """Run ``modes`` in order on a fresh scratch database of the configured server.
 
     A mode whose run fails its check is reported with its error and the
-    others still run; BenchError is raised only when nothing can run.
+    others still run; BenchError is raised only when nothing can run. When no
+    mode needs the database, none is created and ``database_url`` may be None.
     """
     modes = tuple(dict.fromkeys(modes))  # once each, in the order asked
+    if not needs_database(modes):
+        return _run_without_database(settings, modes, progress)
+    assert database_url is not None, "a mode that needs the database needs its URL"
     with (
         # SIGTERM unwinds like Ctrl-C, so the scratch database is dropped either way.
         signals.sigterm_unwinds(),
@@ -448,15 +463,43 @@ def run(
             progress=progress,
         )
         environment = _environment(bench)
-        results: list[ModeResult] = []
-        for name_of_mode in modes:
-            implementation = mode(name_of_mode)
-            progress(f"{name_of_mode}: {implementation.SUMMARY}")
-            try:
-                result = implementation.run(bench)
-            except BenchError as exc:
-                progress(f"{name_of_mode}: ERROR: {exc}")
-                result = ModeResult(name_of_mode, error=str(exc))
-            results.append(result)
+        results = _run_modes(bench, modes)
+    return _report(settings, modes, environment, results)
+
+
+def _run_without_database(settings: Settings, modes: Sequence[str], progress: Progress) -> Report:
+    bench = Bench(
+        settings, admin=None, database="", url="", statement_timeout=0.0, progress=progress
+    )
+    environment = Environment(
+        server_version=None,
+        fsync=None,
+        synchronous_commit=None,
+        payload_bytes=None,
+        cpu_count=os.cpu_count(),
+        scratch_database=None,
+        kept=False,
+        checkpoint_before_runs=False,
+    )
+    return _report(settings, tuple(modes), environment, _run_modes(bench, modes))
+
+
+def _run_modes(bench: Bench, modes: Sequence[str]) -> list[ModeResult]:
+    results: list[ModeResult] = []
+    for name_of_mode in modes:
+        implementation = mode(name_of_mode)
+        bench.progress(f"{name_of_mode}: {implementation.SUMMARY}")
+        try:
+            result = implementation.run(bench)
+        except BenchError as exc:
+            bench.progress(f"{name_of_mode}: ERROR: {exc}")
+            result = ModeResult(name_of_mode, error=str(exc))
+        results.append(result)
+    return results
+
+
+def _report(
+    settings: Settings, modes: tuple[str, ...], environment: Environment, results: list[ModeResult]
+) -> Report:
     ratios = tuple(r for result in results for r in result.ratios) + _comparisons(results)
     return Report(settings, modes, environment, tuple(results), ratios)

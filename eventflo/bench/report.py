@@ -11,6 +11,9 @@ The JSON document::
                       "payload_bytes": 52, "cpu_count": 2,
                       "scratch_database": "...", "kept": false,
                       "checkpoint_before_runs": true},
+                     # server_version, fsync, synchronous_commit, payload_bytes and
+                     # scratch_database are null when no mode asked for needs the
+                     # database (``eventflo bench rules`` alone)
       "modes": {"drain": {"error": null,
                           "figures": {"events_per_s": {"label": "...", "unit": "events/s",
                                                        "median": ..., "min": ..., "max": ...,
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventflo.bench import Figure, Report
+from eventflo.bench import Environment, Figure, Report
 
 
 def to_json(report: Report) -> dict[str, Any]:
@@ -81,16 +84,33 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
 
 
+def _server_line(environment: Environment) -> str:
+    if environment.server_version is None:
+        return "server    none (no mode asked for needs the database)"
+    return (
+        f"server    PostgreSQL {environment.server_version} · fsync={environment.fsync}"
+        f" · synchronous_commit={environment.synchronous_commit}"
+        + (
+            " · CHECKPOINT before each timed drain"
+            if environment.checkpoint_before_runs
+            else " · no CHECKPOINT before runs (role lacks pg_checkpoint)"
+        )
+    )
+
+
 def render(report: Report) -> str:
     """The report as a table: settings first, then one line per figure, then the ratios."""
     settings, environment = report.settings, report.environment
     runs = "1 run" if settings.runs == 1 else f"medians of {settings.runs} runs (min – max)"
-    what = [
-        f"{settings.events:,} events",
-        f"{settings.workers} worker process{'es' if settings.workers != 1 else ''}",
-        f"batch size {settings.batch_size}",
-        f"payload {environment.payload_bytes} bytes (JSON, mean)",
-    ]
+    if environment.server_version is None:
+        what = [f"{settings.events:,} classifications per rule set"]
+    else:
+        what = [
+            f"{settings.events:,} events",
+            f"{settings.workers} worker process{'es' if settings.workers != 1 else ''}",
+            f"batch size {settings.batch_size}",
+            f"payload {environment.payload_bytes} bytes (JSON, mean)",
+        ]
     if "growth" in report.modes:
         what.append(f"growth rows {settings.growth_rows:,}")
     if "latency" in report.modes:
@@ -103,13 +123,7 @@ def render(report: Report) -> str:
     lines = [
         f"eventflo bench: {runs}",
         "settings  " + " · ".join(what),
-        f"server    PostgreSQL {environment.server_version} · fsync={environment.fsync}"
-        f" · synchronous_commit={environment.synchronous_commit}"
-        + (
-            " · CHECKPOINT before each timed drain"
-            if environment.checkpoint_before_runs
-            else " · no CHECKPOINT before runs (role lacks pg_checkpoint)"
-        ),
+        _server_line(environment),
         f"client    {environment.cpu_count or '?'} CPUs",
         "",
     ]

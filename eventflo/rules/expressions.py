@@ -13,7 +13,7 @@ Rust's linear-time engine.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import cel
 
@@ -81,9 +81,27 @@ def placeholders(text: str) -> tuple[set[str], list[str]]:
     return names, bad
 
 
-def render(text: str, values: dict[str, str]) -> str:
-    """``text`` with each ``{{payload.x}}`` replaced by ``values[x]``: no expressions."""
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1).strip()[len("payload.") :]], text)
+def template(text: str) -> tuple[str, ...]:
+    """``text`` split once at its placeholders: literal, field name, literal, ..., literal.
+
+    Filling the pieces is a join, where a regular-expression substitution on
+    every verdict cost a third of a classification with templated rules.
+    """
+    pieces = _PLACEHOLDER.split(text)
+    for index in range(1, len(pieces), 2):
+        pieces[index] = pieces[index].strip()[len("payload.") :]
+    return tuple(pieces)
+
+
+def render(pieces: tuple[str, ...], value_of: Callable[[str], str]) -> str:
+    """The text of ``template`` pieces with each field name replaced by ``value_of(name)``."""
+    if len(pieces) == 1:
+        return pieces[0]
+    parts = [pieces[0]]
+    for index in range(1, len(pieces), 2):
+        parts.append(value_of(pieces[index]))
+        parts.append(pieces[index + 1])
+    return "".join(parts)
 
 
 _CEL_SYNTAX = re.compile(r"ERROR: <input>:\d+:(\d+): (.*)")

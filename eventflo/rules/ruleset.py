@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -39,11 +40,17 @@ class Rule:
 
     # The verdict when neither text has placeholders: made once per rule, not once per event.
     fixed: Classification | None = dataclasses.field(init=False, repr=False, compare=False)
+    # Both texts split at their placeholders once (expressions.template), filled per event.
+    _pieces: tuple[tuple[str, ...], tuple[str, ...]] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         templated = "{{" in self.reason or "{{" in self.recommendation
         verdict = None if templated else self._verdict(self.reason, self.recommendation)
+        pieces = (expressions.template(self.reason), expressions.template(self.recommendation))
         object.__setattr__(self, "fixed", verdict)  # frozen: the documented way
+        object.__setattr__(self, "_pieces", pieces)
 
     def _verdict(self, reason: str, recommendation: str) -> Classification:
         return Classification(
@@ -58,28 +65,32 @@ class Rule:
         """This rule's verdict, its placeholders filled from ``payload`` and the defaults."""
         if self.fixed is not None:
             return self.fixed
-        values = _PlaceholderValues(payload, declared)
+
+        def value_of(name: str) -> str:
+            if name in payload:
+                return _placeholder_text(payload[name])
+            if name in declared and not declared[name].required:
+                return _placeholder_text(declared[name].default)
+            return ""
+
+        reason, recommendation = self._pieces
         return self._verdict(
-            expressions.render(self.reason, values), expressions.render(self.recommendation, values)
+            expressions.render(reason, value_of), expressions.render(recommendation, value_of)
         )
 
 
-class _PlaceholderValues(dict[str, str]):
-    """A payload's values as placeholder text: JSON's spelling, strings as they are."""
+def _placeholder_text(value: Any) -> str:
+    """A payload value as placeholder text: JSON's spelling, strings as they are.
 
-    def __init__(self, payload: Payload, declared: Mapping[str, Field]) -> None:
-        super().__init__()
-        self._payload = payload
-        self._declared = declared
-
-    def __missing__(self, name: str) -> str:
-        if name in self._payload:
-            value = self._payload[name]
-        elif name in self._declared and not self._declared[name].required:
-            value = self._declared[name].default
-        else:
-            return ""
-        return value if isinstance(value, str) else json.dumps(value)
+    The common kinds skip json.dumps, with the same result: JSON spells an
+    int and a finite float as ``repr`` does.
+    """
+    kind = type(value)
+    if kind is str:
+        return str(value)
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)
+    return json.dumps(value)
 
 
 @dataclasses.dataclass(frozen=True)

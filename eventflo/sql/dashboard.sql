@@ -51,3 +51,12 @@ LIMIT %(limit)s;
 SELECT DISTINCT event_type
 FROM (SELECT event_type FROM events ORDER BY id DESC LIMIT %(scan)s) AS newest
 ORDER BY event_type;
+
+-- name: rule_matches
+-- Each rule's verdicts given in the last %(hours)s hours, most first: one pass over the results,
+-- the narrow table (one row per judged event, its latest verdict), not over the events.
+SELECT rule_id, count(*) AS events
+FROM event_processing_results
+WHERE processed_at >= now() - make_interval(hours => %(hours)s)
+GROUP BY rule_id
+ORDER BY events DESC, rule_id;

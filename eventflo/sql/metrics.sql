@@ -17,9 +17,11 @@ SELECT count(*) AS events,
 FROM events
 WHERE status = 'queued' AND run_at <= now();
 
--- name: completed_by_type_severity_and_latency
--- Completed events by type, severity and latency bucket (index into the bounds, as width_bucket gives it).
+-- name: completed_by_type_rule_severity_and_latency
+-- Completed events by type, rule, severity and latency bucket (index into the bounds, as width_bucket
+-- gives it). The rule adds few groups: a type's events match a handful of rules.
 SELECT e.event_type,
+       r.rule_id,
        r.severity::text AS severity,
        width_bucket(extract(epoch FROM e.completed_at - e.created_at)::float8,
                     %(bounds)s::float8[]) AS bucket,
@@ -28,7 +30,7 @@ SELECT e.event_type,
 FROM events AS e
 JOIN event_processing_results AS r ON r.event_id = e.id
 WHERE e.status = 'completed'
-GROUP BY 1, 2, 3;
+GROUP BY 1, 2, 3, 4;
 
 -- name: failed_by_type
 -- Failed events by type (read through the small partial index of failed events).

@@ -181,3 +181,39 @@ def test_help_describes_every_mode():
         assert f"{name} (" in text, name
     for option in ("--held-seconds", "--memory-events", "--memory-first-events"):
         assert option in text
+
+
+RULES_FIGURES = {"shipped_median_us", "shipped_p99_us", "generated_median_us", "generated_p99_us"}
+
+
+def test_the_rules_mode_times_the_engine_without_a_database():
+    result = _bench(None, "rules", "--events", "2000", "--runs", "1", "--json")
+
+    assert result.exit_code == 0, result.output
+    report = _report(result)
+    assert report["ok"] is True
+    assert report["settings"]["modes"] == ["rules"]
+    assert report["environment"]["server_version"] is None
+    assert report["environment"]["scratch_database"] is None
+    rules_mode = report["modes"]["rules"]
+    assert rules_mode["error"] is None
+    assert set(rules_mode["figures"]) == RULES_FIGURES
+    assert rules_mode["figures"]["generated_median_us"]["label"] == "generated 202 rules, median"
+    figures = _medians(rules_mode)
+    for name in ("shipped", "generated"):
+        assert 0 < figures[f"{name}_median_us"] <= figures[f"{name}_p99_us"] < 10_000
+
+
+def test_the_rules_mode_runs_beside_the_database_modes(pg_server, database_url):
+    result = _bench(
+        database_url, "floor", "rules", "--events", "2000", "--workers", "2", "--runs", "1"
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    table = result.stdout
+    assert "server    PostgreSQL" in table
+    assert re.search(r"^floor\s", table, re.MULTILINE)
+    for label in ("shipped rules, median", "shipped rules, p99", "generated 202 rules, p99"):
+        assert re.search(rf"^rules\s+{label}\s+[\d.,]+\s", table, re.MULTILINE), label
+    assert _scratch_databases(pg_server, database_url) == []

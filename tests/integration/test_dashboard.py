@@ -185,6 +185,37 @@ def test_the_page_shows_counts_throughput_the_failed_and_the_recent_events(clien
     assert "payment_failed" in texts[2] and "completed" in texts[2] and "CRITICAL" in texts[2]
 
 
+def test_each_rules_matches_of_the_last_24_hours_with_its_share(client, config, conn):
+    assert "No event was judged in the last 24 hours" in page(client).by_id("live-rules").text()
+    for amount in (5000, 2000, 10):
+        post_event(client, {"event_type": "payment_failed", "payload": {"amount": amount}})
+    for event_type in ("user_signup", "page_view", "login", "logout"):
+        post_event(client, {"event_type": event_type, "payload": {}})
+    old = post_event(client, {"event_type": "system_error", "payload": {}}).get_json()["event_id"]
+    run_worker_until_idle(config)
+    # A verdict given 25 hours ago is out of the window.
+    conn.execute(
+        "UPDATE event_processing_results SET processed_at = now() - interval '25 hours'"
+        " WHERE event_id = %s",
+        (old,),
+    )
+
+    document = page(client)
+    table = [
+        (str(tr.attrs["data-rule-id"]), [td.text() for td in tr.find_all("td")])
+        for tr in document.by_id("live-rules").find_all("tr")
+        if "data-rule-id" in tr.attrs
+    ]
+    assert table == [
+        ("default", ["default", "4", "57.1%"]),
+        ("payment_failed.large", ["payment_failed.large", "2", "28.6%"]),
+        ("payment_failed.small", ["payment_failed.small", "1", "14.3%"]),
+    ]
+    assert "last 24 hours" in document.by_id("rules-heading").text()
+    fragment = page(client, "/dashboard/live")
+    assert fragment.by_id("live-rules").text() == document.by_id("live-rules").text()
+
+
 def test_the_live_fragment_carries_every_part_the_page_refreshes(client, three):
     full = page(client)
     fragment = page(client, "/dashboard/live")

@@ -78,6 +78,29 @@ def test_figures_follow_the_events_through_the_queue(client, config, conn):
     assert _one(done, "eventflo_event_latency_seconds_sum") >= 6
 
 
+def test_completed_events_are_counted_by_the_rule_that_judged_them(client, config):
+    for amount in (5000, 1000, 10):
+        post_event(client, {"event_type": "payment_failed", "payload": {"amount": amount}})
+    post_event(client, {"event_type": "sla_breach", "payload": {"minutes_over": 5}})
+    post_event(client, {"event_type": "user_signup", "payload": {}})
+    post_event(client, {"event_type": "page_view", "payload": {}})
+
+    assert "eventflo_rule_matches_total" not in _scrape(client)  # nothing completed yet
+    run_worker_until_idle(config)
+    done = _scrape(client)
+
+    assert done["eventflo_rule_matches_total"] == {
+        (("rule", "payment_failed.large"), ("severity", "CRITICAL")): 2,
+        (("rule", "payment_failed.small"), ("severity", "HIGH")): 1,
+        (("rule", "sla_breach.minor"), ("severity", "WARNING")): 1,
+        (("rule", "default"), ("severity", "LOW")): 2,
+    }
+    # The same events as the by-type counter, split another way.
+    assert sum(done["eventflo_rule_matches_total"].values()) == sum(
+        done["eventflo_events_completed_total"].values()
+    )
+
+
 def test_failed_events_are_counted_by_type(client, config, conn):
     post_event(client, {"event_type": "sla_breach", "payload": {}})
     conn.execute('UPDATE events SET payload = \'{"minutes_over": "lots"}\'')  # a rule error
