@@ -183,9 +183,14 @@ def listing(conn: psycopg.Connection[Row]) -> list[Version]:
 
 
 def _lock_active(conn: psycopg.Connection[Row]) -> Row:
+    """The active row, locked until the transaction ends: its version and sha256."""
     row = conn.execute(QUERIES["lock_active"]).fetchone()
     assert row is not None, "migration 0008 stores an active version"
-    return row
+    # A statement of its own: under READ COMMITTED it sees the version the
+    # activation we may have waited for stored.
+    sha = conn.execute(QUERIES["version_sha256"], {"version": row["version"]}).fetchone()
+    assert sha is not None, "the active version is a stored one (foreign key)"
+    return {"version": row["version"], "sha256": sha["sha256"]}
 
 
 def _activate(

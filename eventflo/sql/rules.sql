@@ -3,10 +3,14 @@
 
 -- name: lock_active
 -- Take the active version FOR UPDATE: waits for claims in flight, and serializes applies and rollbacks.
-SELECT a.version, v.sha256
-FROM active_rule_version AS a
-JOIN rule_versions AS v USING (version)
-FOR UPDATE OF a;
+-- The row alone: joined with rule_versions, a lock that waited for another
+-- activation would re-check the join against a snapshot that lacks the
+-- version just stored, and find no row.
+SELECT version FROM active_rule_version FOR UPDATE;
+
+-- name: version_sha256
+-- The sha256 of one stored version (read after lock_active, in a snapshot that sees the newest).
+SELECT sha256 FROM rule_versions WHERE version = %(version)s;
 
 -- name: insert_version
 -- Store the next version (numbers stay sequential: the caller holds lock_active).
