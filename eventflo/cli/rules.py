@@ -97,6 +97,8 @@ def apply_command(
     """
     if len(message) > MAX_MESSAGE_CHARS:
         raise click.BadParameter(f"at most {MAX_MESSAGE_CHARS} characters", param_hint="--message")
+    if "\x00" in message:  # PostgreSQL text cannot hold it
+        raise click.BadParameter("must not contain NUL characters", param_hint="--message")
     ruleset = _load(file, run_tests=True)
     digest = ruleversions.sha256(ruleset)
     click.echo(f"{file}: valid: {len(ruleset.rules)} rules, {len(ruleset.tests)} tests passed")

@@ -148,6 +148,17 @@ def test_dry_run_and_a_declined_confirmation_store_nothing(invoke, conn, tmp_pat
     assert _versions(conn) == [(1, False), (2, True)]
 
 
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [("x" * 1001, "at most 1000 characters"), ("a\x00b", "must not contain NUL characters")],
+)
+def test_a_bad_message_is_a_usage_error_and_stores_nothing(invoke, conn, tmp_path, message, error):
+    result = _apply(invoke, _write(tmp_path, "disk.yaml", DISK_RULES), "--message", message)
+    assert result.exit_code == 2
+    assert error in result.output
+    assert _versions(conn) == [(1, True)]
+
+
 def test_diff_and_rollback(invoke, conn, tmp_path):
     assert_clean_exit(_apply(invoke, _write(tmp_path, "disk.yaml", DISK_RULES)), 0)
     diff = invoke("rules", "diff", "1", "2")
