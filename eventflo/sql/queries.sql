@@ -76,12 +76,10 @@ BEGIN;
 COMMIT;
 
 -- name: claim_events
--- Lease a batch of due queued events to one worker, count the attempt, and name the rule version to judge them with.
+-- Lease a batch of due queued events to one worker, count the attempt, name the rule version.
+-- (Short comments: pg_stat_activity shows the first 1024 bytes, and tests look for the SET.)
 WITH rules AS MATERIALIZED (
-    -- The active rule version, locked until the claim commits: an activation
-    -- (which takes this row FOR UPDATE first) waits for claims in flight, and
-    -- a claim that waited for an activation re-reads the row and gets the new
-    -- version. So a claim committed after an activation never carries the old one.
+    -- Locked till the claim commits: activations wait (eventflo/ruleversions.py).
     SELECT version FROM active_rule_version FOR KEY SHARE
 ),
 due AS MATERIALIZED (
