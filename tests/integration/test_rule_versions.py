@@ -132,6 +132,14 @@ def test_apply_list_show_round_trip(invoke, conn, tmp_path):
     assert_clean_exit(again, 0)
     assert "identical to the active version 2; nothing stored" in again.output
     assert invoke("rules", "show", "1").output == rules.default_text()
+    # Comments and YAML layout are not the rules: the same canonical form is the same version.
+    commented = "# my disk rules, reformatted\n" + DISK_RULES.replace(
+        "host: {type: string, default: unknown}",
+        "host:  # where the disk is\n      type: 'string'\n      default: \"unknown\"",
+    )
+    assert commented != DISK_RULES
+    same = _apply(invoke, _write(tmp_path, "commented.yaml", commented))
+    assert "identical to the active version 2" in same.output
     assert _versions(conn) == [(1, False), (2, True)]
 
 
