@@ -6,7 +6,18 @@ import flask
 
 import eventflo
 from eventflo import api as views
-from eventflo import apidocs, appstate, auth, dashboard, health, logs, metrics, problems, rules
+from eventflo import (
+    apidocs,
+    appstate,
+    auth,
+    dashboard,
+    health,
+    logs,
+    metrics,
+    problems,
+    rules,
+    rules_api,
+)
 from eventflo.appstate import AppState
 from eventflo.config import Config
 
@@ -20,8 +31,8 @@ def create_app(
 
     While the database is unreachable — at start-up too — requests answer 503.
     With ``config.auth`` (the default), requests need an API key (eventflo.auth).
-    Events are validated against the declared fields of ``rule_set`` (the
-    shipped rules by default).
+    Events are validated against the declared fields of the active rule
+    version, or of ``rule_set`` when one is given (tests pin one).
     """
     config = config or Config.from_env()
     logs.configure(config)
@@ -42,6 +53,7 @@ def create_app(
     api.register_blueprint(views.blp)
     api.register_blueprint(health.blp)
     api.register_blueprint(metrics.blp)
+    api.register_blueprint(rules_api.blp)
     app.register_blueprint(apidocs.blp)
     app.register_blueprint(dashboard.blp)
     problems.register(app)

@@ -1,7 +1,7 @@
 """What the web views of one app share, and the one typed way to reach it.
 
-The settings, the rule set requests are validated against, and this
-process's pool, long-poll watcher and long-poll slots. Connections, threads
+The settings, and this process's pool, long-poll watcher, long-poll slots
+and active rule version (what requests are validated against). Connections, threads
 and semaphores do not survive a fork, so these are made on first use in each
 process: an app built before gunicorn forks (``--preload``) still gives every
 worker its own.
@@ -15,9 +15,10 @@ import threading
 
 import flask
 
-from eventflo import db, rules
+from eventflo import db, rules, ruleversions
+from eventflo.activerules import ActiveRules, VersionedRules
 from eventflo.config import Config
-from eventflo.listener import FinishedWatcher
+from eventflo.listener import FinishedWatcher, RulesWatcher
 from eventflo.longpoll import LongPollSlots
 
 EXTENSION = "eventflo"
@@ -29,6 +30,8 @@ class _ProcessResources:
     pool: db.Pool
     watcher: FinishedWatcher
     long_polls: LongPollSlots
+    rules_watcher: RulesWatcher
+    active_rules: ActiveRules
 
 
 class AppState:
@@ -36,8 +39,10 @@ class AppState:
 
     def __init__(self, config: Config, rule_set: rules.RuleSet | None = None) -> None:
         self.config = config
-        # The rule set whose declared fields requests are validated against.
-        self.rules = rules.default() if rule_set is None else rule_set
+        # A pinned rule set (tests) instead of the active version, and its stored number.
+        self._pinned = rule_set
+        self._pinned_version: int | None = None
+        self._pinned_looked_up = False
         self._lock = threading.Lock()
         self._resources: _ProcessResources | None = None
 
@@ -45,11 +50,14 @@ class AppState:
         with self._lock:
             if self._resources is None or self._resources.pid != os.getpid():
                 # Whatever a parent process left here is its own; never close it from the child.
+                rules_watcher = RulesWatcher(self.config)
                 self._resources = _ProcessResources(
                     pid=os.getpid(),
                     pool=db.create_pool(self.config),
                     watcher=FinishedWatcher(self.config),
                     long_polls=LongPollSlots(self.config.max_long_polls),
+                    rules_watcher=rules_watcher,
+                    active_rules=ActiveRules(rules_watcher),
                 )
             return self._resources
 
@@ -65,12 +73,28 @@ class AppState:
     def long_polls(self) -> LongPollSlots:
         return self._for_this_process().long_polls
 
+    @property
+    def active_rules(self) -> ActiveRules:
+        return self._for_this_process().active_rules
+
+    def rules(self) -> VersionedRules:
+        """The rule set requests are validated against now: the active version, or a pinned set."""
+        if self._pinned is None:
+            resources = self._for_this_process()
+            return resources.active_rules.current(resources.pool)
+        if not self._pinned_looked_up:
+            with db.borrow(self.pool) as conn:
+                self._pinned_version = ruleversions.stored_version(conn, self._pinned)
+            self._pinned_looked_up = True
+        return VersionedRules(self._pinned_version, self._pinned)
+
     def close(self) -> None:
         """Release this process's database resources: the long-poll watcher, then the pool."""
         with self._lock:
             resources, self._resources = self._resources, None
         if resources is not None and resources.pid == os.getpid():
             resources.watcher.close()
+            resources.rules_watcher.close()
             resources.pool.close()
 
 

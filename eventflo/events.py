@@ -135,6 +135,7 @@ def get(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> Row | None:
             "recommendation": row["recommendation"],
             "should_escalate": row["should_escalate"],
             "rule": row["rule_id"],
+            "rules_version": row["rules_version"],
             "processed_at": row["processed_at"],
         }
     return {

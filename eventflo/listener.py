@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 QUEUED_CHANNEL = "eventflo_queued"
 FINISHED_CHANNEL = "eventflo_finished"
+RULES_CHANNEL = "eventflo_rules"  # a rule version became active
 
 
 class Listener:
@@ -83,17 +84,20 @@ class Listener:
                 self._conn = None
 
 
-class FinishedWatcher:
-    """Turns ``eventflo_finished`` notifications into wake-ups for long-polling requests.
+class ChannelWatcher:
+    """Turns one channel's notifications into a counter that API threads can watch.
 
-    One daemon thread per API process, started by the first request that
-    waits (after any fork, so gunicorn workers each get their own).
+    One daemon thread per API process and channel, started by the first
+    request that asks (after any fork, so gunicorn workers each get their own).
+    A reconnect counts as a notification: one may have been missed.
     """
 
     FALLBACK_POLL = 1.0
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, channel: str, application_name: str) -> None:
         self._config = config
+        self._channel = channel
+        self._application_name = application_name
         self._condition = threading.Condition()
         self._generation = 0
         self._thread: threading.Thread | None = None
@@ -118,14 +122,17 @@ class FinishedWatcher:
             if self._thread is None:
                 ready = threading.Event()
                 self._thread = threading.Thread(
-                    target=self._run, args=(ready,), name="eventflo-finished-watcher", daemon=True
+                    target=self._run,
+                    args=(ready,),
+                    name=f"eventflo-watcher-{self._channel}",
+                    daemon=True,
                 )
                 self._thread.start()
                 # Wait briefly for LISTEN, so a result that lands right now wakes us.
                 ready.wait(timeout=self._config.pool_timeout)
 
     def _run(self, ready: threading.Event) -> None:
-        listener = Listener(self._config, FINISHED_CHANNEL, "eventflo-api-listener")
+        listener = Listener(self._config, self._channel, self._application_name)
         try:
             listener.connect()
             ready.set()
@@ -145,3 +152,17 @@ class FinishedWatcher:
             thread = self._thread
         if thread is not None:
             thread.join(timeout=5.0)
+
+
+class FinishedWatcher(ChannelWatcher):
+    """Wake-ups for long-polling requests: ``eventflo_finished``, sent once per finished batch."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config, FINISHED_CHANNEL, "eventflo-api-listener")
+
+
+class RulesWatcher(ChannelWatcher):
+    """Tells an API process that another rule version became active: ``eventflo_rules``."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config, RULES_CHANNEL, "eventflo-api-rules-listener")

@@ -144,12 +144,23 @@ def render(
     }
     if field_errors:
         body["errors"] = field_errors
+        version = flask.g.get(_RULES_VERSION) if flask.has_app_context() else None
+        if status == 422 and version is not None:
+            body["rules_version"] = version
     response = flask.jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_MIMETYPE
     if headers:
         response.headers.update(headers)
     return response
+
+
+_RULES_VERSION = "eventflo_rules_version"
+
+
+def note_rules_version(version: int | None) -> None:
+    """The rule version whose declared fields refused this request: its 422 will name it."""
+    flask.g.setdefault(_RULES_VERSION, version)
 
 
 def render_error(error: EventFloError) -> flask.Response:

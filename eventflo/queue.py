@@ -40,6 +40,8 @@ class Claimed:
     # completion is fenced on.
     locked_until: dt.datetime
     run_at: dt.datetime
+    # The active rule version the claim read: the batch is judged by it, and only by it.
+    rules_version: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +132,23 @@ class ClaimFloor:
             self._floor = min(event.run_at for event in batch) - self.MARGIN
 
 
+def release(conn: psycopg.Connection[Row], *, worker_id: str, batch: Sequence[Claimed]) -> None:
+    """Give a claimed batch back as it was, the attempt not spent (fenced on the lease).
+
+    For a worker that cannot load the rules the claim named: the events wait
+    for a worker that can, and run out of no attempts meanwhile.
+    """
+    by_lease: dict[dt.datetime, list[uuid.UUID]] = {}
+    for event in batch:
+        by_lease.setdefault(event.locked_until, []).append(event.event_id)
+    with conn.transaction():
+        for locked_until, event_ids in by_lease.items():
+            conn.execute(
+                QUERIES["release_claims"],
+                {"worker_id": worker_id, "locked_until": locked_until, "event_ids": event_ids},
+            )
+
+
 def backoff_seconds(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
     """Exponential back-off with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))].
 
@@ -146,12 +165,14 @@ def finish(
     failures: Sequence[Failure],
     max_attempts: int,
     backoffs: Sequence[float],
+    rules_version: int | None = None,
 ) -> Finished:
     """Write a batch's outcomes in one transaction; returns the events written, by outcome.
 
     Every write is fenced on the lease: an event whose lease another worker
     rescued is left alone, so a slow worker can never overwrite it.
-    ``backoffs`` pairs with ``failures``.
+    ``backoffs`` pairs with ``failures``. The results record ``rules_version``,
+    by default the version the claim returned.
     """
     completed: list[Row] = []
     erred: list[Row] = []
@@ -172,7 +193,8 @@ def finish(
                     "event_ids": [v.event.event_id for v in leased],
                 },
             ).fetchall()
-            _store_results(conn, leased, held={row["id"] for row in held})
+            version = leased[0].event.rules_version if rules_version is None else rules_version
+            _store_results(conn, leased, held={row["id"] for row in held}, rules_version=version)
             completed.extend(held)
         if failures:
             erred = conn.execute(
@@ -228,7 +250,11 @@ def pipelined_transaction(conn: psycopg.Connection[Row]) -> Iterator[None]:
 
 
 def _store_results(
-    conn: psycopg.Connection[Row], verdicts: Sequence[Verdict], *, held: set[uuid.UUID]
+    conn: psycopg.Connection[Row],
+    verdicts: Sequence[Verdict],
+    *,
+    held: set[uuid.UUID],
+    rules_version: int,
 ) -> None:
     """Store the verdicts of the events the completion still held (usually all of them)."""
     event_ids: list[uuid.UUID] = []
@@ -257,6 +283,7 @@ def _store_results(
             "recommendations": [c.recommendation for c in distinct],
             "escalates": [c.should_escalate for c in distinct],
             "rule_ids": [c.rule_id for c in distinct],
+            "rules_version": rules_version,
         },
     )
 
@@ -315,6 +342,8 @@ class ReplaySelection:
     created_after: dt.datetime | None = None
     created_before: dt.datetime | None = None
     event_ids: tuple[uuid.UUID, ...] | None = None
+    # Only events whose result a rule version older than this judged (completed ones, then).
+    rules_version_before: int | None = None
 
 
 def replay_candidates(conn: psycopg.Connection[Row], selection: ReplaySelection) -> list[uuid.UUID]:
@@ -327,6 +356,7 @@ def replay_candidates(conn: psycopg.Connection[Row], selection: ReplaySelection)
             "created_after": selection.created_after,
             "created_before": selection.created_before,
             "event_ids": list(selection.event_ids) if selection.event_ids is not None else None,
+            "rules_version_before": selection.rules_version_before,
         },
     ).fetchall()
     return [row["id"] for row in rows]

@@ -10,7 +10,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from eventflo import appstate
+from eventflo import appstate, problems
 from eventflo.events import STATUSES, Cursor
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,99}$"
@@ -59,9 +59,10 @@ class EventCreateSchema(ma.Schema):
     def _payload_fits_the_rules(self, data: dict[str, Any], **kwargs: Any) -> None:
         """The rule set's declared fields must be present and well typed, or it cannot judge it."""
         if "event_type" in data and isinstance(data.get("payload"), dict):
-            rule_set = appstate.current().rules
-            errors = rule_set.field_errors(data["event_type"], data["payload"])
+            active = appstate.current().rules()
+            errors = active.rule_set.field_errors(data["event_type"], data["payload"])
             if errors:
+                problems.note_rules_version(active.version)
                 raise ma.ValidationError({"payload": {k: [v] for k, v in errors.items()}})
 
 
@@ -142,6 +143,9 @@ class ResultSchema(ma.Schema):
     recommendation = fields.String()
     should_escalate = fields.Boolean()
     rule = fields.String(metadata={"description": "The id of the rule that matched"})
+    rules_version = fields.Integer(
+        metadata={"description": "The rule version that judged the event", "example": 2}
+    )
     processed_at = fields.DateTime()
 
 

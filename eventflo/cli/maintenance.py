@@ -33,6 +33,13 @@ DRY_RUN_LISTED = 20
 @click.option(
     "--id", "event_ids", type=EventId(), multiple=True, help="Only these events (repeatable)."
 )
+@click.option(
+    "--rules-version-before",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Only completed events judged by a rule version older than N.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
 @click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
@@ -57,6 +64,7 @@ def replay_command(
     since: dt.datetime | None,
     until: dt.datetime | None,
     event_ids: tuple[uuid.UUID, ...],
+    rules_version_before: int | None,
     dry_run: bool,
     assume_yes: bool,
     confirm_above: int,
@@ -66,15 +74,23 @@ def replay_command(
 
     Only failed (default) or completed events are touched; an event that is
     queued or being processed is never changed, so it is safe while workers run.
+    After `eventflo rules apply` (version N), `--status completed
+    --rules-version-before N` judges again what older versions judged.
     """
     if since and until and since >= until:
         raise click.BadParameter("--since must be earlier than --until", param_hint="--since")
+    if rules_version_before is not None and Status.completed.value not in statuses:
+        raise click.BadParameter(
+            "only completed events have a rules version; use it with --status completed",
+            param_hint="--rules-version-before",
+        )
     selection = queue.ReplaySelection(
         statuses=statuses or (Status.failed.value,),
         event_type=event_type,
         created_after=since,
         created_before=until,
         event_ids=event_ids or None,
+        rules_version_before=rules_version_before,
     )
     with state.connect("replay") as conn:
         candidates = queue.replay_candidates(conn, selection)

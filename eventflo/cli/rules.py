@@ -1,27 +1,35 @@
-"""``eventflo rules``: check a rule file and try events on it, with no database.
+"""``eventflo rules``: check rule files, try events on them, and store, activate and read versions.
 
-Both commands read the file the way the engine will (rules.load), so a file
-that passes here is one the workers can use.
+``check`` and ``test`` need no database. ``apply``, ``list``, ``show``,
+``diff`` and ``rollback`` work on the versions stored in PostgreSQL
+(eventflo/ruleversions.py). Every command reads a file the way the engine
+will (rules.load), so a file that passes here is one the workers can use.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import pathlib
 from typing import Any, NoReturn
 
 import click
 
-from eventflo import rules
+from eventflo import db, rules, ruleversions
+from eventflo.cli.context import CliState, pass_state
 from eventflo.rules.yamlfile import MAX_FILE_BYTES
+
+MAX_MESSAGE_CHARS = 1000  # the column's CHECK
 
 
 @click.group("rules")
 def rules_group() -> None:
-    """Rule files (YAML with CEL conditions): check them and try events on them.
+    """Rule files (YAML with CEL conditions): check, try, apply, list, show, diff, roll back.
 
     The format is in docs/rules.md ("Writing rules"). The shipped rules are
-    the file eventflo/rules/default.yaml of the package.
+    the file eventflo/rules/default.yaml of the package, stored as version 1.
+    The workflow: `rules show > mine.yaml`, edit, `rules check mine.yaml`,
+    `rules apply mine.yaml`, and `rules rollback N` to go back.
     """
 
 
@@ -68,6 +76,150 @@ def test_command(file: pathlib.Path, event_text: str) -> None:
     click.echo(f"recommendation: {verdict.recommendation}")
     if refused:
         raise SystemExit(1)
+
+
+@rules_group.command("apply")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=pathlib.Path))
+@click.option("--message", "-m", default="", help="Why this version: shown by `rules list`.")
+@click.option(
+    "--dry-run", is_flag=True, help="Validate and show what would be stored; store nothing."
+)
+@click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def apply_command(
+    state: CliState, file: pathlib.Path, message: str, dry_run: bool, assume_yes: bool
+) -> None:
+    """Validate FILE, run its tests, then store it as the next version and make it active.
+
+    Storing and activating are one transaction: every worker judges the
+    events it claims from then on with the new version. A file identical
+    (same sha256 of its canonical form) to the active version stores nothing.
+    """
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise click.BadParameter(f"at most {MAX_MESSAGE_CHARS} characters", param_hint="--message")
+    if "\x00" in message:  # PostgreSQL text cannot hold it
+        raise click.BadParameter("must not contain NUL characters", param_hint="--message")
+    ruleset = _load(file, run_tests=True)
+    digest = ruleversions.sha256(ruleset)
+    click.echo(f"{file}: valid: {len(ruleset.rules)} rules, {len(ruleset.tests)} tests passed")
+    with state.connect("rules apply") as conn:
+        active = ruleversions.active(conn)
+        if active.sha256 == digest:
+            click.echo(f"identical to the active version {active.version}; nothing stored")
+            return
+        if dry_run:
+            click.echo(
+                f"dry run: would store it as a new version (sha256 {digest}) and make it"
+                f" active in place of version {active.version}; nothing stored"
+            )
+            return
+        if not assume_yes:
+            click.confirm(
+                f"Store it and make it active for every worker, in place of version"
+                f" {active.version}?",
+                abort=True,
+            )
+        done = ruleversions.apply(conn, ruleset, message=message, created_by=ruleversions.who())
+    if not done.changed:  # someone applied the same rules meanwhile
+        click.echo(f"identical to the active version {done.version}; nothing stored")
+        return
+    click.echo(f"stored version {done.version} (sha256 {digest}) and made it active")
+    click.echo(f"previous version: {done.previous} (`eventflo rules rollback {done.previous}`)")
+
+
+@rules_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+@pass_state
+def list_command(state: CliState, as_json: bool) -> None:
+    """Every stored version, oldest first; the active one is marked."""
+    with state.connect("rules list") as conn:
+        versions = ruleversions.listing(conn)
+    if as_json:
+        listed = [
+            {
+                "version": v.version,
+                "active": v.active,
+                "sha256": v.sha256,
+                "message": v.message,
+                "created_by": v.created_by,
+                "created_at": v.created_at.isoformat(),
+            }
+            for v in versions
+        ]
+        click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"{'VERSION':>7}  {'ACTIVE':6}  {'CREATED':25}  {'BY':16}  {'SHA256':12}  MESSAGE")
+    for v in versions:
+        created = v.created_at.isoformat(timespec="seconds")
+        active = "*" if v.active else ""
+        click.echo(
+            f"{v.version:>7}  {active:6}  {created:25}  {v.created_by[:16]:16}"
+            f"  {v.sha256[:12]}  {v.message}"
+        )
+
+
+@rules_group.command("show")
+@click.argument("version", type=click.IntRange(min=1), required=False)
+@pass_state
+def show_command(state: CliState, version: int | None) -> None:
+    """Print a stored version's file (the active one by default), as `rules apply` accepts it."""
+    with state.connect("rules show") as conn:
+        stored = ruleversions.active(conn) if version is None else _get(conn, version)
+    click.echo(stored.text, nl=False)
+
+
+@rules_group.command("diff")
+@click.argument("a", type=click.IntRange(min=1))
+@click.argument("b", type=click.IntRange(min=1))
+@pass_state
+def diff_command(state: CliState, a: int, b: int) -> None:
+    """A unified diff of the files of stored versions A and B."""
+    with state.connect("rules diff") as conn:
+        old, new = _get(conn, a), _get(conn, b)
+    lines = list(
+        difflib.unified_diff(
+            old.text.splitlines(keepends=True),
+            new.text.splitlines(keepends=True),
+            fromfile=f"version {a}",
+            tofile=f"version {b}",
+        )
+    )
+    if not lines:
+        click.echo(f"versions {a} and {b} have the same text")
+    for line in lines:
+        click.echo(line if line.endswith("\n") else line + "\n", nl=False)
+
+
+@rules_group.command("rollback")
+@click.argument("version", type=click.IntRange(min=1))
+@pass_state
+def rollback_command(state: CliState, version: int) -> None:
+    """Make the stored VERSION active again, for every worker at once."""
+    with state.connect("rules rollback") as conn:
+        stored = _get(conn, version)
+        try:
+            rules.load(stored.text, run_tests=False)
+        except rules.RuleFileError as exc:
+            raise click.ClickException(
+                f"version {version} cannot be loaded by this release ({exc.problems[0]});"
+                " nothing changed"
+            ) from None
+        try:
+            done = ruleversions.rollback(conn, version, activated_by=ruleversions.who())
+        except ruleversions.UnknownVersion as exc:
+            raise click.ClickException(f"{exc}; nothing changed") from None
+    if not done.changed:
+        click.echo(f"version {version} is already active; nothing changed")
+        return
+    click.echo(f"version {version} is active again (was version {done.previous})")
+
+
+def _get(conn: db.Connection, version: int) -> ruleversions.Version:
+    """A stored version, or a one-line error naming the versions there are."""
+    try:
+        return ruleversions.get(conn, version)
+    except ruleversions.UnknownVersion as exc:
+        raise click.ClickException(f"{exc} (see `eventflo rules list`)") from None
 
 
 def _load(file: pathlib.Path, *, run_tests: bool) -> rules.RuleSet:

@@ -40,7 +40,7 @@ SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
 SELECT e.id, e.event_type, e.source, e.status, e.payload, e.attempts, e.error_message,
        e.created_at, e.updated_at, e.started_at, e.completed_at,
        r.severity, r.classification_reason, r.recommendation, r.should_escalate,
-       r.rule_id, r.processed_at
+       r.rule_id, r.rules_version, r.processed_at
 FROM events AS e
 LEFT JOIN event_processing_results AS r ON r.event_id = e.id AND e.status = 'completed'
 WHERE e.id = %(event_id)s;
@@ -76,8 +76,13 @@ BEGIN;
 COMMIT;
 
 -- name: claim_events
--- Lease a batch of due queued events to one worker and count the attempt.
-WITH due AS MATERIALIZED (
+-- Lease a batch of due queued events to one worker, count the attempt, name the rule version.
+-- (Short comments: pg_stat_activity shows the first 1024 bytes, and tests look for the SET.)
+WITH rules AS MATERIALIZED (
+    -- Locked till the claim commits: activations wait (eventflo/ruleversions.py).
+    SELECT version FROM active_rule_version FOR KEY SHARE
+),
+due AS MATERIALIZED (
     -- MATERIALIZED: run the locking subquery exactly once; inlined, the planner
     -- may re-evaluate it and claim more rows than the LIMIT.
     SELECT id
@@ -98,9 +103,28 @@ SET status = 'processing',
     locked_until = now() + make_interval(secs => %(lease_seconds)s),
     started_at = now(),
     updated_at = now()
-FROM due
+FROM due, rules
 WHERE e.id = due.id
-RETURNING e.id, e.event_type, e.source, e.payload, e.attempts, e.locked_until, e.run_at;
+RETURNING e.id, e.event_type, e.source, e.payload, e.attempts, e.locked_until, e.run_at,
+          rules.version;
+
+-- name: release_claims
+-- Give a batch back untouched (the worker cannot load the active rules): queued again, the attempt not spent.
+-- Other workers are woken: they may be able to.
+WITH released AS (
+    UPDATE events
+    SET status = 'queued',
+        attempts = attempts - 1,
+        locked_by = NULL,
+        locked_until = NULL,
+        updated_at = now()
+    WHERE locked_by = %(worker_id)s
+      AND locked_until = %(locked_until)s
+      AND status = 'processing'
+      AND id = ANY (%(event_ids)s::uuid[])
+    RETURNING id
+)
+SELECT count(*) AS released, pg_notify('eventflo_queued', '') FROM released;
 
 -- name: complete_events
 -- Mark a batch completed and record the attempts, fenced on this worker's lease; returns the events it still held.
@@ -138,13 +162,15 @@ SELECT id FROM completed;
 -- Verdicts come once per rule, not once per event: each event names its
 -- verdict by position, so a batch sends a handful of texts, not hundreds.
 INSERT INTO event_processing_results AS r
-    (event_id, severity, classification_reason, recommendation, should_escalate, rule_id)
+    (event_id, severity, classification_reason, recommendation, should_escalate, rule_id,
+     rules_version)
 SELECT e.event_id,
        (%(severities)s::severity[])[e.verdict],
        (%(reasons)s::text[])[e.verdict],
        (%(recommendations)s::text[])[e.verdict],
        (%(escalates)s::boolean[])[e.verdict],
-       (%(rule_ids)s::text[])[e.verdict]
+       (%(rule_ids)s::text[])[e.verdict],
+       %(rules_version)s::integer
 FROM unnest(%(event_ids)b::uuid[], %(verdicts)b::integer[]) AS e (event_id, verdict)
 ON CONFLICT (event_id) DO UPDATE
 SET severity = excluded.severity,
@@ -152,6 +178,7 @@ SET severity = excluded.severity,
     recommendation = excluded.recommendation,
     should_escalate = excluded.should_escalate,
     rule_id = excluded.rule_id,
+    rules_version = excluded.rules_version,
     processed_at = excluded.processed_at;
 
 -- name: fail_events
@@ -196,6 +223,10 @@ LISTEN eventflo_queued;
 -- name: listen_eventflo_finished
 -- API processes wake long-polling requests when events finish.
 LISTEN eventflo_finished;
+
+-- name: listen_eventflo_rules
+-- API processes learn at once that another rule version became active.
+LISTEN eventflo_rules;
 
 -- name: forget_results
 -- A replayed event that failed in its new run keeps no verdict from an earlier one.
@@ -266,7 +297,7 @@ SELECT r.id, r.status, r.locked_by, r.attempts, r.error_message AS reason,
 FROM rescued AS r;
 
 -- name: select_replay_candidates
--- Events a replay would requeue: by status, type, creation time range or ids; never one in flight.
+-- Events a replay would requeue: by status, type, creation time range, ids or rules version; never one in flight.
 SELECT id
 FROM events
 WHERE status = ANY (%(statuses)s::event_status[])
@@ -274,6 +305,9 @@ WHERE status = ANY (%(statuses)s::event_status[])
   AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s::timestamptz)
   AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s::timestamptz)
   AND (%(event_ids)s::uuid[] IS NULL OR id = ANY (%(event_ids)s::uuid[]))
+  AND (%(rules_version_before)s::integer IS NULL OR EXISTS (
+          SELECT 1 FROM event_processing_results AS r
+          WHERE r.event_id = events.id AND r.rules_version < %(rules_version_before)s::integer))
 ORDER BY created_at, id;
 
 -- name: replay_events

@@ -181,8 +181,10 @@ def test_get_shows_the_result_and_history_once_completed(client, config):
         "recommendation",
         "should_escalate",
         "rule",
+        "rules_version",
         "processed_at",
     }
+    assert result["rules_version"] == 1, "judged by the shipped rules, version 1"
     assert result["severity"] == "CRITICAL"
     assert result["should_escalate"] is True
     assert result["rule"] == "payment_failed.large"

@@ -55,6 +55,7 @@ EXPECTED_SCOPES = {
     "events.create_events_batch": "ingest",
     "events.get_event": "read",
     "events.list_events": "read",
+    "rules.get_rules": "read",
     "dashboard.page": "read",
     "dashboard.live": "read",
     "dashboard.replay": "admin",
@@ -411,6 +412,7 @@ def test_the_openapi_document_names_the_scheme_and_the_refusals(client):
         ("post", "/events/batch"),
         ("get", "/events"),
         ("get", "/events/{event_id}"),
+        ("get", "/rules"),
     }
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():

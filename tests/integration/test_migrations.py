@@ -15,6 +15,7 @@ ALL = [
     "0005_create_workers",
     "0006_create_api_keys",
     "0007_workers_reaped",
+    "0008_rule_versions",
 ]
 
 
@@ -36,6 +37,9 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
         "event_attempts",
         "workers",
         "api_keys",
+        "rule_versions",
+        "active_rule_version",
+        "rule_activations",
     }
     assert migrate.pending(empty_database_url) == []
 
@@ -64,16 +68,20 @@ def _columns(url: str, table: str) -> set[str]:
 
 def test_rollback_one_step_then_reapply(empty_database_url):
     migrate.apply(empty_database_url)
-    assert migrate.rollback(empty_database_url, steps=1) == ["0007_workers_reaped"]
-    assert migrate.pending(empty_database_url) == ["0007_workers_reaped"]
+    newest = ["0008_rule_versions", "0007_workers_reaped"]
+    assert migrate.rollback(empty_database_url, steps=2) == newest
+    assert migrate.pending(empty_database_url) == newest[::-1]
     assert "reaped_reason" not in _columns(empty_database_url, "workers")
-    assert migrate.apply(empty_database_url) == ["0007_workers_reaped"]
+    assert "rules_version" not in _columns(empty_database_url, "event_processing_results")
+    assert migrate.apply(empty_database_url) == newest[::-1]
     assert "reaped_reason" in _columns(empty_database_url, "workers")
+    assert "rules_version" in _columns(empty_database_url, "event_processing_results")
 
 
 def test_rolling_back_the_hot_path_migration_restores_the_table_checks(empty_database_url):
     migrate.apply(empty_database_url)
-    assert migrate.rollback(empty_database_url, steps=4) == [
+    assert migrate.rollback(empty_database_url, steps=5) == [
+        "0008_rule_versions",
         "0007_workers_reaped",
         "0006_create_api_keys",
         "0005_create_workers",

@@ -115,6 +115,14 @@ class RulesThatRaise:
         self._rules = rules.default()
         self._error = error
 
+    @property
+    def text(self) -> str:
+        return self._rules.text
+
+    def canonical(self) -> str:
+        """The shipped set's: its results record version 1, the version it stands for."""
+        return self._rules.canonical()
+
     def classify(self, event_type: str, source: str | None, payload: Any) -> rules.Classification:
         if event_type == "boom":
             raise self._error(payload)
