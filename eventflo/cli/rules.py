@@ -29,6 +29,7 @@ def rules_group() -> None:
     The format is in docs/rules.md ("Writing rules"). The shipped rules are
     the file eventflo/rules/default.yaml of the package, stored as version 1.
     The workflow: `rules show > mine.yaml`, edit, `rules check mine.yaml`,
+    `rules apply mine.yaml --dry-run` (a backtest on stored events),
     `rules apply mine.yaml`, and `rules rollback N` to go back.
     """
 
@@ -288,7 +289,7 @@ def _print_backtest(summary: backtest.Summary, active_version: int, last: int) -
             click.echo(f"      e.g. {', '.join(change['examples'])}")
     click.echo(f"  would fail with this file: {summary.failing_draft:,}")
     for failure in report["draft_failures"]:
-        click.echo(f"    rule {failure['rule']}: {failure['count']:,} ({failure['error']})")
+        click.echo(f"    {failure['count']:,}: {failure['error']}")  # the error names the rule
         click.echo(f"      e.g. {', '.join(failure['examples'])}")
     if summary.failing_active:
         click.echo(f"  fail with the active version: {summary.failing_active:,}")

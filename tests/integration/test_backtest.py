@@ -118,7 +118,10 @@ def test_dry_run_names_the_rule_an_event_would_fail_on(invoke, conn, tmp_path, d
     fails = [c for c in report["rule_changes"] if c["to"] is None]
     assert fails == [{"from": "default", "to": None, "count": 1, "examples": [bad]}]
     text = invoke("rules", "apply", _draft(tmp_path), "--dry-run")
-    assert "default -> (fails): 1" in text.output and "rule disk_full.critical: 1" in text.output
+    assert (
+        "default -> (fails): 1" in text.output
+        and "1: rule disk_full.critical: payload.percent" in text.output
+    )
     _nothing_stored(conn)
 
 
