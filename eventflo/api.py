@@ -22,6 +22,8 @@ from eventflo.problems import BodyTooLarge
 from eventflo.status import Status
 
 BATCH_ENDPOINT = "events.create_events_batch"
+# Bodies whose top-level "events" array holds events: EVENTFLO_MAX_JSON_KEYS counts per event.
+EVENT_LIST_ENDPOINTS = (BATCH_ENDPOINT, "rules.simulate_rules")
 
 
 class StrictJSONParser(FlaskParser):
@@ -31,7 +33,7 @@ class StrictJSONParser(FlaskParser):
         if not req.is_json:
             raise UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
         config = appstate.current().config
-        events_in = "events" if req.endpoint == BATCH_ENDPOINT else None
+        events_in = "events" if req.endpoint in EVENT_LIST_ENDPOINTS else None
         document = jsonbody.loads(
             _body(req),
             max_depth=config.max_json_depth,

@@ -31,6 +31,10 @@ class InvalidEvent(EventFloError):
     """A well-formed request whose event cannot be accepted: too deep, unstorable text, …"""
 
 
+class InvalidRuleFile(EventFloError):
+    """A draft rule set sent to the API cannot be loaded; ``field_errors`` lists each problem."""
+
+
 class EventNotFound(EventFloError):
     """No event has the id asked for."""
 

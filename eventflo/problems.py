@@ -101,6 +101,7 @@ PROBLEMS: Mapping[type[Exception], Problem] = {
     errors.MalformedRequest: Problem(400, "Malformed request"),
     errors.InvalidEvent: Problem(422, "Invalid event"),
     ma.ValidationError: Problem(422, "Invalid request"),
+    errors.InvalidRuleFile: Problem(422, "Invalid rule file"),
     errors.EventNotFound: Problem(404, "Event not found"),
     errors.IdempotencyConflict: Problem(409, "Idempotency key reused with a different request"),
     errors.DatabaseUnavailable: Problem(503, "Database unavailable"),

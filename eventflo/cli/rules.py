@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from eventflo import db, rules, ruleversions
+from eventflo import backtest, db, rules, ruleversions
 from eventflo.cli.context import CliState, pass_state
 from eventflo.rules.yamlfile import MAX_FILE_BYTES
 
@@ -29,6 +29,7 @@ def rules_group() -> None:
     The format is in docs/rules.md ("Writing rules"). The shipped rules are
     the file eventflo/rules/default.yaml of the package, stored as version 1.
     The workflow: `rules show > mine.yaml`, edit, `rules check mine.yaml`,
+    `rules apply mine.yaml --dry-run` (a backtest on stored events),
     `rules apply mine.yaml`, and `rules rollback N` to go back.
     """
 
@@ -82,36 +83,57 @@ def test_command(file: pathlib.Path, event_text: str) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=pathlib.Path))
 @click.option("--message", "-m", default="", help="Why this version: shown by `rules list`.")
 @click.option(
-    "--dry-run", is_flag=True, help="Validate and show what would be stored; store nothing."
+    "--dry-run",
+    is_flag=True,
+    help="Store nothing: backtest FILE instead, on the newest stored events, against the"
+    " active version, and print what would change.",
 )
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help=f"With --dry-run: how many of the newest stored events to judge"
+    f" (default {backtest.DEFAULT_LAST:,}).",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the backtest as JSON.")
 @click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_state
 def apply_command(
-    state: CliState, file: pathlib.Path, message: str, dry_run: bool, assume_yes: bool
+    state: CliState,
+    file: pathlib.Path,
+    message: str,
+    dry_run: bool,
+    last: int | None,
+    as_json: bool,
+    assume_yes: bool,
 ) -> None:
     """Validate FILE, run its tests, then store it as the next version and make it active.
 
     Storing and activating are one transaction: every worker judges the
     events it claims from then on with the new version. A file identical
     (same sha256 of its canonical form) to the active version stores nothing.
+
+    With --dry-run, nothing is stored: the newest stored events (any
+    status) are judged here, by the active version and by FILE, and the
+    changes are counted by rule and by severity, with example event ids.
     """
+    if (last is not None or as_json) and not dry_run:
+        raise click.UsageError("--last and --json go with --dry-run")
     if len(message) > MAX_MESSAGE_CHARS:
         raise click.BadParameter(f"at most {MAX_MESSAGE_CHARS} characters", param_hint="--message")
     if "\x00" in message:  # PostgreSQL text cannot hold it
         raise click.BadParameter("must not contain NUL characters", param_hint="--message")
     ruleset = _load(file, run_tests=True)
     digest = ruleversions.sha256(ruleset)
-    click.echo(f"{file}: valid: {len(ruleset.rules)} rules, {len(ruleset.tests)} tests passed")
+    valid = f"{file}: valid: {len(ruleset.rules)} rules, {len(ruleset.tests)} tests passed"
+    click.echo(valid, err=as_json)
     with state.connect("rules apply") as conn:
         active = ruleversions.active(conn)
+        if dry_run:
+            _dry_run(conn, active, ruleset, last or backtest.DEFAULT_LAST, as_json=as_json)
+            return
         if active.sha256 == digest:
             click.echo(f"identical to the active version {active.version}; nothing stored")
-            return
-        if dry_run:
-            click.echo(
-                f"dry run: would store it as a new version (sha256 {digest}) and make it"
-                f" active in place of version {active.version}; nothing stored"
-            )
             return
         if not assume_yes:
             click.confirm(
@@ -212,6 +234,65 @@ def rollback_command(state: CliState, version: int) -> None:
         click.echo(f"version {version} is already active; nothing changed")
         return
     click.echo(f"version {version} is active again (was version {done.previous})")
+
+
+def _dry_run(
+    conn: db.Connection,
+    active: ruleversions.Version,
+    ruleset: rules.RuleSet,
+    last: int,
+    *,
+    as_json: bool,
+) -> None:
+    """The backtest of ``rules apply --dry-run``: what would change, on stored events."""
+    try:
+        active_set = rules.load(active.text, run_tests=False)
+    except rules.RuleFileError as exc:
+        raise click.ClickException(
+            f"the active version {active.version} cannot be loaded by this release"
+            f" ({exc.problems[0]}), so there is nothing to compare with"
+        ) from None
+    summary = backtest.backtest(conn, active_set, ruleset, last=last)
+    identical = active.sha256 == ruleversions.sha256(ruleset)
+    if as_json:
+        document = {
+            "active_version": active.version,
+            "identical": identical,
+            "last": last,
+            **summary.as_dict(),
+        }
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    _print_backtest(summary, active.version, last)
+    if identical:
+        click.echo(f"identical to the active version {active.version}; nothing stored")
+    else:
+        click.echo(
+            f"dry run: would store it as a new version and make it active in place of"
+            f" version {active.version}; nothing stored"
+        )
+
+
+def _print_backtest(summary: backtest.Summary, active_version: int, last: int) -> None:
+    report = summary.as_dict()
+    click.echo(
+        f"backtest: judged the {summary.judged:,} newest stored events (--last {last:,})"
+        f" with active version {active_version} and with this file"
+    )
+    click.echo(f"  changed: {summary.changed:,} of {summary.judged:,}")
+    for title, key in (("by rule", "rule_changes"), ("by severity", "severity_changes")):
+        if report[key]:
+            click.echo(f"  {title}:")
+        for change in report[key]:
+            before, after = change["from"] or "(fails)", change["to"] or "(fails)"
+            click.echo(f"    {before} -> {after}: {change['count']:,}")
+            click.echo(f"      e.g. {', '.join(change['examples'])}")
+    click.echo(f"  would fail with this file: {summary.failing_draft:,}")
+    for failure in report["draft_failures"]:
+        click.echo(f"    {failure['count']:,}: {failure['error']}")  # the error names the rule
+        click.echo(f"      e.g. {', '.join(failure['examples'])}")
+    if summary.failing_active:
+        click.echo(f"  fail with the active version: {summary.failing_active:,}")
 
 
 def _get(conn: db.Connection, version: int) -> ruleversions.Version:

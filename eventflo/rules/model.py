@@ -19,7 +19,13 @@ class RuleError(ValueError):
     """An event cannot be judged: a rule failed on its payload (a field of the wrong type).
 
     A worker fails such an event at once: retrying cannot change the payload.
+    ``rule_id`` names the rule that failed (None when no rule matched), so a
+    backtest can count failures by rule without parsing the message.
     """
+
+    def __init__(self, message: str, *, rule_id: str | None = None) -> None:
+        super().__init__(message)
+        self.rule_id = rule_id
 
 
 @dataclasses.dataclass(frozen=True)

@@ -245,7 +245,10 @@ class RuleSet:
             if name in payload:
                 value = payload[name]
                 if not field.type.accepts(value):
-                    raise RuleError(f"rule {rule.rule_id}: payload.{name}: {field.type.message}")
+                    raise RuleError(
+                        f"rule {rule.rule_id}: payload.{name}: {field.type.message}",
+                        rule_id=rule.rule_id,
+                    )
                 values[name] = cel_value(value)
             elif not field.required:
                 values[name] = field.default
@@ -258,7 +261,9 @@ class RuleSet:
             return context
         except ValueError as exc:  # a string CEL cannot hold (a lone surrogate)
             reason = expressions.first_line(str(exc))
-            raise RuleError(f"rule {rule.rule_id}: the event cannot be read: {reason}") from exc
+            raise RuleError(
+                f"rule {rule.rule_id}: the event cannot be read: {reason}", rule_id=rule.rule_id
+            ) from exc
 
     def _holds(self, rule: Rule, context: cel.Context, event_type: str, payload: Payload) -> bool:
         assert rule.program is not None
@@ -266,11 +271,15 @@ class RuleSet:
             result = rule.program.execute(context)
         except Exception as exc:
             raise RuleError(
-                f"rule {rule.rule_id}: {self._diagnose(event_type, payload, exc)}"
+                f"rule {rule.rule_id}: {self._diagnose(event_type, payload, exc)}",
+                rule_id=rule.rule_id,
             ) from exc
         if result is True or result is False:
             return result
-        raise RuleError(f"rule {rule.rule_id}: the condition gave {result!r}, not true or false")
+        raise RuleError(
+            f"rule {rule.rule_id}: the condition gave {result!r}, not true or false",
+            rule_id=rule.rule_id,
+        )
 
     def _diagnose(self, event_type: str, payload: Payload, exc: Exception) -> str:
         """Name the ill-typed field when there is one: the usual cause, and the useful message."""

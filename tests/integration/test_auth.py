@@ -56,6 +56,7 @@ EXPECTED_SCOPES = {
     "events.get_event": "read",
     "events.list_events": "read",
     "rules.get_rules": "read",
+    "rules.simulate_rules": "admin",
     "dashboard.page": "read",
     "dashboard.live": "read",
     "dashboard.replay": "admin",
@@ -413,6 +414,7 @@ def test_the_openapi_document_names_the_scheme_and_the_refusals(client):
         ("get", "/events"),
         ("get", "/events/{event_id}"),
         ("get", "/rules"),
+        ("post", "/rules/simulate"),
     }
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():

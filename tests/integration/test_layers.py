@@ -30,6 +30,7 @@ BELOW_THE_WEB = (
     "eventflo.rules",
     "eventflo.db",
     "eventflo.events",
+    "eventflo.backtest",  # `rules apply --dry-run` judges in the CLI: no web stack there either
 )
 REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 

@@ -37,6 +37,7 @@ def test_the_statuses_clients_rely_on():
         "MalformedRequest": 400,
         "InvalidEvent": 422,
         "ValidationError": 422,
+        "InvalidRuleFile": 422,
         "EventNotFound": 404,
         "IdempotencyConflict": 409,
         "DatabaseUnavailable": 503,
