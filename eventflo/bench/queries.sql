@@ -91,6 +91,18 @@ FROM events AS e
 JOIN event_processing_results AS r ON r.event_id = e.id
 WHERE e.source = 'bench' AND r.rules_version <> %(version)s;
 
+-- name: steady_drain_window
+-- The drain once every worker had finished its first batch (so had loaded and compiled the active rules): events finished after, and the time they took.
+WITH warm AS (
+    SELECT max(first_finished) AS since
+    FROM (SELECT min(finished_at) AS first_finished FROM event_attempts GROUP BY worker_id) AS firsts
+)
+SELECT count(*) FILTER (WHERE a.finished_at > warm.since) AS events,
+       extract(epoch FROM max(a.finished_at) - warm.since)::float8 AS seconds
+FROM event_attempts AS a
+CROSS JOIN warm
+GROUP BY warm.since;
+
 -- name: store_completed_events
 -- History for the growth mode: completed events with their results and attempts, as a worker leaves them.
 WITH stored AS (
