@@ -175,12 +175,15 @@ def _drain(bench: Bench, way: Way) -> tuple[float, float]:
             f"{way.label}: {row['events'] if row else '?'} result(s) name another rule version"
             f" than {version}, the one made active for this drain"
         )
-    if steady is None or not steady["seconds"] or steady["seconds"] <= 0:
-        raise BenchError(
-            f"{way.label}: no events were finished after every worker's first batch;"
-            " drain more events (--events)"
+    whole = sample["events_per_s"]
+    if steady is None or not steady["events"] or not steady["seconds"] or steady["seconds"] <= 0:
+        # A drain so short that one worker's first batch was among the last: no warm window.
+        bench.progress(
+            f"rules-drain: {way.label}: no event finished after every worker's first batch;"
+            " its warm rate is the whole drain's (drain more events for a warm one)"
         )
-    return steady["events"] / steady["seconds"], sample["events_per_s"]
+        return whole, whole
+    return steady["events"] / steady["seconds"], whole
 
 
 def _queue(events: Sequence[rule_speed.Event]) -> Fill:

@@ -233,9 +233,12 @@ RULES_DRAIN_FIGURES = {
 def test_rules_drain_drains_each_way_with_its_version_and_gives_both_ratios(
     pg_server, database_url
 ):
+    # Small batches: each worker finishes several, so every drain has a warm window.
     result = _bench(
-        database_url, "rules-drain", "--events", "400", "--workers", "2", "--runs", "1", "--json"
-    )
+        database_url,
+        "rules-drain",
+        "--events", "400", "--batch-size", "20", "--workers", "2", "--runs", "1", "--json",
+    )  # fmt: skip
 
     assert result.exit_code == 0, result.output
     report = _report(result)
