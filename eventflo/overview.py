@@ -37,6 +37,16 @@ class RuleMatches:
 
 
 @dataclasses.dataclass(frozen=True)
+class ActiveVersion:
+    """The rule version the workers judge with: what an operator checks after an apply."""
+
+    version: int
+    message: str
+    activated_at: dt.datetime
+    activated_by: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Filters:
     """The recent list's filters, from the query string; ``notice`` says why one was ignored."""
 
@@ -82,6 +92,8 @@ class Snapshot:
     failed: list[dict[str, Any]]
     event_types: list[str]
     rule_matches: list[RuleMatches]
+    # None only in a database whose migrations stop before rule versions.
+    rules_version: ActiveVersion | None
 
     @property
     def oldest_due_age(self) -> dt.timedelta | None:
@@ -116,6 +128,7 @@ def read(conn: db.Connection, filters: Filters, *, worker_timeout: float) -> Sna
             for row in conn.execute(QUERIES["recent_event_types"], {"scan": TYPE_SCAN})
         ]
         matches = conn.execute(QUERIES["rule_matches"], {"hours": RULE_MATCH_HOURS}).fetchall()
+        active = conn.execute(QUERIES["active_rule_version"]).fetchone()
     if filters.event_type and filters.event_type not in types:
         types = sorted([*types, filters.event_type])
     return Snapshot(
@@ -129,6 +142,7 @@ def read(conn: db.Connection, filters: Filters, *, worker_timeout: float) -> Sna
         failed=failed,
         event_types=types,
         rule_matches=_with_shares(matches),
+        rules_version=ActiveVersion(**active) if active else None,
     )
 
 

@@ -7,6 +7,10 @@ ratios between modes. Each mode is one module of this package with a
 ``SUMMARY`` line and ``run(bench) -> ModeResult``; registering a new one is a
 line in ``MODES``. A mode that sets ``NEEDS_DATABASE = False`` (the rules
 mode: the engine alone) runs without one when only such modes are asked for.
+
+The workers judge with the scratch database's active rule version, as they
+would anywhere: ``--rules FILE`` and the rules-drain mode store and activate
+their rule sets there through eventflo.ruleversions, the product's own path.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from eventflo import keys, migrate, signals, sql
+from eventflo import keys, migrate, rules, ruleversions, signals, sql
 
 # The bench's own queries, kept beside it: nothing in the product runs them.
 QUERIES = sql.load("queries.sql", package=__name__)
@@ -41,9 +45,13 @@ MODES: Mapping[str, str] = {
     "held-xmin": "eventflo.bench.held_xmin",
     "memory": "eventflo.bench.memory",
     "rules": "eventflo.bench.rule_speed",
+    "rules-drain": "eventflo.bench.rules_drain",
 }
 MODE_NAMES = tuple(MODES)
 DEFAULT_MODES = ("drain", "floor")
+
+# Who the scratch database's rule versions say stored and activated them.
+BENCH_USER = "eventflo bench"
 
 # How often the bench looks at the database while something runs (the queue, the gate).
 POLL_SECONDS = 0.05
@@ -73,6 +81,9 @@ class Settings:
     memory_events: int = 200_000
     memory_first_events: int = 10_000
     keep: bool = False
+    # --rules FILE: the workers of every mode judge with this set (None: the shipped one).
+    rule_set: rules.RuleSet | None = None
+    rules_file: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,11 +110,19 @@ class Figure:
 
 @dataclasses.dataclass(frozen=True)
 class Ratio:
-    """A quotient of two medians, e.g. EventFlo's drain rate over the floor's."""
+    """A quotient of two medians, e.g. EventFlo's drain rate over the floor's.
+
+    A ratio with a ``target`` is a goal: it passes when ``value >= target``.
+    """
 
     key: str
     label: str
     value: float
+    target: float | None = None
+
+    @property
+    def passed(self) -> bool | None:
+        return None if self.target is None else self.value >= self.target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,6 +284,21 @@ class Bench:
             row_factory=dict_row,
             application_name=f"eventflo-bench {purpose}",
         )
+
+    def activate(self, conn: Connection, rule_set: rules.RuleSet, *, message: str) -> int:
+        """Make ``rule_set`` the active version of the scratch database; returns its number.
+
+        The product's own functions: a set stored before is made active
+        again (as ``eventflo rules rollback`` does), a new one is applied (as
+        ``eventflo rules apply`` does). Workers started afterwards judge with it.
+        """
+        stored = ruleversions.stored_version(conn, rule_set)
+        if stored is None:
+            return ruleversions.apply(
+                conn, rule_set, message=message, created_by=BENCH_USER
+            ).version
+        ruleversions.rollback(conn, stored, activated_by=BENCH_USER)
+        return stored
 
     def checkpoint(self, conn: Connection) -> None:
         """Checkpoint after a run's setup, so the run does not pay for the setup's writes.
@@ -463,6 +497,12 @@ def run(
             progress=progress,
         )
         environment = _environment(bench)
+        if settings.rule_set is not None:
+            with bench.connect("setup") as conn:
+                version = bench.activate(
+                    conn, settings.rule_set, message=f"eventflo bench --rules {settings.rules_file}"
+                )
+            progress(f"rules: {settings.rules_file} is version {version}, active")
         results = _run_modes(bench, modes)
     return _report(settings, modes, environment, results)
 

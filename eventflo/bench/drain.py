@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from eventflo.bench import (
@@ -48,15 +48,18 @@ def run(bench: Bench) -> ModeResult:
     return ModeResult("drain", figures(samples, FIGURES))
 
 
-def drain_once(bench: Bench, *, clear: str) -> Sample:
-    """One timed drain of ``settings.events`` events; ``clear`` names the block resetting the table.
+def drain_once(
+    bench: Bench, *, clear: str, fill: Callable[[Connection], int] | None = None
+) -> Sample:
+    """One timed drain; ``clear`` names the block resetting the table.
 
+    ``fill`` queues the backlog and returns how many events it queued; by
+    default ``settings.events`` events of the shipped rules' types.
     Raises BenchError if any event was not processed exactly once.
     """
-    events = bench.settings.events
     with bench.connect("setup") as conn:
         conn.execute(QUERIES[clear])
-        conn.execute(QUERIES["insert_queued_events"], {"events": events})
+        events = (fill or _queue_shipped_mix(bench.settings.events))(conn)
         conn.execute(QUERIES["vacuum_events"])
         bench.checkpoint(conn)
     commits_before = bench.commits()
@@ -67,6 +70,14 @@ def drain_once(bench: Bench, *, clear: str) -> Sample:
     with bench.connect("verify") as conn:
         verify(conn, events)
         return rates(conn, "drain_window", commits=commits, wall_seconds=drained - started)
+
+
+def _queue_shipped_mix(events: int) -> Callable[[Connection], int]:
+    def fill(conn: Connection) -> int:
+        conn.execute(QUERIES["insert_queued_events"], {"events": events})
+        return events
+
+    return fill
 
 
 def verify(conn: Connection, expected: int) -> None:

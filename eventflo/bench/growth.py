@@ -8,6 +8,7 @@ so the stored rows should barely matter; the ratio says whether they do.
 
 from __future__ import annotations
 
+from eventflo import ruleversions
 from eventflo.bench import QUERIES, Bench, ModeResult, Ratio, drain, figures
 
 SUMMARY = "drain rate with an empty table vs with --growth-rows completed events stored"
@@ -21,7 +22,10 @@ def run(bench: Bench) -> ModeResult:
     bench.progress(f"growth: storing {rows:,} completed events with their results and attempts")
     with bench.connect("setup") as conn:
         conn.execute(QUERIES["truncate_events"])
-        conn.execute(QUERIES["store_completed_events"], {"rows": rows})
+        conn.execute(
+            QUERIES["store_completed_events"],
+            {"rows": rows, "rules_version": ruleversions.active_number(conn)},
+        )
         conn.execute(QUERIES["vacuum_events"])
     # Each run removes the previous run's events, so every run sees exactly ``rows`` stored.
     stored = bench.repeat(

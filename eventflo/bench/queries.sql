@@ -78,6 +78,31 @@ INSERT INTO events (event_type, source, payload)
 SELECT bench_event_type(i), 'bench', bench_payload(i)
 FROM generate_series(1, %(events)s) AS i;
 
+-- name: insert_given_events
+-- A backlog the caller made (the rules-drain mode's generated types): one event per array element, in one statement.
+INSERT INTO events (event_type, source, payload)
+SELECT event_type, 'bench', payload
+FROM unnest(%(event_types)s::text[], %(payloads)s::jsonb[]) AS given (event_type, payload);
+
+-- name: results_of_other_versions
+-- Drained events whose result names another rule version than the one made active for the drain.
+SELECT count(*) AS events
+FROM events AS e
+JOIN event_processing_results AS r ON r.event_id = e.id
+WHERE e.source = 'bench' AND r.rules_version <> %(version)s;
+
+-- name: steady_drain_window
+-- The drain once every worker had finished its first batch (so had loaded and compiled the active rules): events finished after, and the time they took.
+WITH warm AS (
+    SELECT max(first_finished) AS since
+    FROM (SELECT min(finished_at) AS first_finished FROM event_attempts GROUP BY worker_id) AS firsts
+)
+SELECT count(*) FILTER (WHERE a.finished_at > warm.since) AS events,
+       extract(epoch FROM max(a.finished_at) - warm.since)::float8 AS seconds
+FROM event_attempts AS a
+CROSS JOIN warm
+GROUP BY warm.since;
+
 -- name: store_completed_events
 -- History for the growth mode: completed events with their results and attempts, as a worker leaves them.
 WITH stored AS (
@@ -89,10 +114,12 @@ WITH stored AS (
     RETURNING id, started_at, completed_at
 ),
 results AS (
+    -- Judged by the version the caller names (the active one), as a worker records it.
     INSERT INTO event_processing_results
-        (event_id, severity, classification_reason, recommendation, should_escalate, rule_id, processed_at)
+        (event_id, severity, classification_reason, recommendation, should_escalate, rule_id,
+         rules_version, processed_at)
     SELECT id, 'LOW', 'No specific rule for this event type', 'No action needed; keep for the record',
-           false, 'default', completed_at
+           false, 'default', %(rules_version)s, completed_at
     FROM stored
 )
 INSERT INTO event_attempts (event_id, attempt, worker_id, started_at, finished_at, outcome)

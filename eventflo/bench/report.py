@@ -6,7 +6,8 @@ The JSON document::
       "ok": true,                      # false when any mode failed its check
       "settings": {"modes": [...], "events": N, "workers": W, "batch_size": B,
                    "runs": R, "growth_rows": M or null, "latency_events": N or null,
-                   "clients": C or null, "ingest_requests": N or null},
+                   "clients": C or null, "ingest_requests": N or null,
+                   "rules_file": "FILE" or null},   # --rules: the workers judged with it
       "environment": {"server_version": "...", "fsync": "on", "synchronous_commit": "on",
                       "payload_bytes": 52, "cpu_count": 2,
                       "scratch_database": "...", "kept": false,
@@ -19,8 +20,12 @@ The JSON document::
                                                        "median": ..., "min": ..., "max": ...,
                                                        "runs": [...]}, ...}},
                 ...},
-      "ratios": {"drain_vs_floor": {"label": "...", "value": 0.8}, ...}
+      "ratios": {"drain_vs_floor": {"label": "...", "value": 0.8,
+                                    "target": null, "passed": null}, ...}
     }
+
+A ratio with a target (the rules-drain mode's: 0.9 and 0.8) passes when its
+value reaches it; ``passed`` is null for a ratio without one.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ def to_json(report: Report) -> dict[str, Any]:
             "latency_events": settings.latency_events if "latency" in report.modes else None,
             "clients": settings.clients if "ingest" in report.modes else None,
             "ingest_requests": settings.ingest_requests if "ingest" in report.modes else None,
+            "rules_file": settings.rules_file,
         },
         "environment": {
             "server_version": environment.server_version,
@@ -64,7 +70,13 @@ def to_json(report: Report) -> dict[str, Any]:
             for result in report.results
         },
         "ratios": {
-            ratio.key: {"label": ratio.label, "value": ratio.value} for ratio in report.ratios
+            ratio.key: {
+                "label": ratio.label,
+                "value": ratio.value,
+                "target": ratio.target,
+                "passed": ratio.passed,
+            }
+            for ratio in report.ratios
         },
     }
 
@@ -111,6 +123,8 @@ def render(report: Report) -> str:
             f"batch size {settings.batch_size}",
             f"payload {environment.payload_bytes} bytes (JSON, mean)",
         ]
+    if settings.rules_file is not None:
+        what.append(f"rules {settings.rules_file}")
     if "growth" in report.modes:
         what.append(f"growth rows {settings.growth_rows:,}")
     if "latency" in report.modes:
@@ -147,7 +161,10 @@ def render(report: Report) -> str:
         lines.append("")
         width = max(len(ratio.label) for ratio in report.ratios)
         for ratio in report.ratios:
-            lines.append(f"{ratio.label:<{width}}  {ratio.value:.2f}  ({ratio.value:.0%})")
+            verdict = ""
+            if ratio.target is not None:
+                verdict = f"  {'pass' if ratio.passed else 'FAIL'} (target ≥ {ratio.target:.0%})"
+            lines.append(f"{ratio.label:<{width}}  {ratio.value:.2f}  ({ratio.value:.0%}){verdict}")
     if errors:
         lines.append("")
         lines.extend(errors)

@@ -8,12 +8,20 @@ written in the expression itself. The worst case is two nested macros over
 two literal lists that together fit in the character limit: tens of
 thousands of steps, milliseconds. Regular expressions (``matches``) run on
 Rust's linear-time engine.
+
+A condition runs on a flat context: ``payload.x`` (or ``payload["x"]``) is
+compiled as the variable ``payload__x`` and ``has(payload.x)`` as
+``has__payload__x``. Converting a nested map into CEL cost about 2 µs plus
+1–2 µs per entry on every event, a top-level variable about 0.6 µs; for the
+five-field events of the rules bench the context took 8.8 µs nested, 4 µs flat.
+The conditions' text, their problems and what they name stay as written.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import cel
 
@@ -34,8 +42,60 @@ _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _PLACEHOLDER_FIELD = re.compile(r"\s*payload\.([A-Za-z_][A-Za-z0-9_]*)\s*")
 
 
+FLAT_PREFIX = "payload__"
+HAS_PREFIX = "has__payload__"
+_HAS_FIELD = re.compile(r"\bhas\s*\(\s*payload\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)")
+
+
+def flat_name(field: str) -> str:
+    """The variable ``payload.<field>`` is compiled as."""
+    return FLAT_PREFIX + field
+
+
+def has_name(field: str) -> str:
+    """The variable ``has(payload.<field>)`` is compiled as: whether the field has a value."""
+    return f"{HAS_PREFIX}{field}"
+
+
+def fields_tested_with_has(expression: str) -> set[str]:
+    """The fields ``has(payload.x)`` tests in ``expression`` (outside string literals)."""
+    return set(_HAS_FIELD.findall(_STRING_LITERAL.sub("''", expression)))
+
+
+# A string literal, or an indexed read (whose key is a literal): found left to right, so an
+# indexed read inside a literal stays part of the literal.
+_LITERAL_OR_INDEX = re.compile(
+    rf"(?P<literal>{_STRING_LITERAL.pattern})"
+    r"""|\bpayload\s*\[\s*(?P<quote>['"])(?P<indexed>[^'"\\]*)(?P=quote)\s*\]""",
+    re.DOTALL,
+)
+
+
+def flatten(expression: str) -> str:
+    """``expression`` with every payload read spelled as its flat variable (literals kept)."""
+    pieces = []
+    done = 0
+    for found in _LITERAL_OR_INDEX.finditer(expression):
+        pieces.append(_flatten_code(expression[done : found.start()]))
+        literal = found.group("literal")
+        pieces.append(literal if literal is not None else flat_name(found.group("indexed")))
+        done = found.end()
+    pieces.append(_flatten_code(expression[done:]))
+    return "".join(pieces)
+
+
+def _flatten_code(code: str) -> str:
+    """Code outside literals: ``has(payload.x)``, then ``payload.x``."""
+    code = _HAS_FIELD.sub(lambda m: has_name(m.group(1)), code)
+    return _PAYLOAD_DOT.sub(lambda m: flat_name(m.group(1)), code)
+
+
 def compile_condition(expression: str) -> tuple[cel.Program | None, list[str]]:
-    """The compiled program and the problems that refuse it (syntax, size, unknown names)."""
+    """The program to run (flat, see above) and the problems that refuse the expression.
+
+    The problems (syntax, size, unknown names) are those of the expression as
+    written; the program is compiled from ``flatten(expression)``.
+    """
     if len(expression) > MAX_EXPRESSION_CHARS:
         return None, [
             f"the condition is {len(expression)} characters; the limit is {MAX_EXPRESSION_CHARS}"
@@ -52,7 +112,31 @@ def compile_condition(expression: str) -> tuple[cel.Program | None, list[str]]:
     if unknown:
         names = ", ".join(unknown)
         return None, [f"the condition names {names}; it may use only event_type, source, payload"]
-    return program, []
+    reserved = sorted(name for name in bound if name.startswith((FLAT_PREFIX, HAS_PREFIX)))
+    if reserved:
+        return None, [
+            f"a macro variable may not start with {FLAT_PREFIX} or {HAS_PREFIX}: {reserved[0]}"
+        ]
+    try:
+        return cel.compile(flatten(expression)), []
+    except ValueError as exc:  # not expected: the rewrite keeps a valid expression valid
+        return None, [f"CEL syntax error: {first_line(str(exc))}"]
+
+
+def context(
+    values: dict[str, Any],
+    has_fields: Iterable[str],
+    variables: dict[str, Any],
+) -> cel.Context:
+    """The flat context of one event: its field ``values``, the ``has()`` tests, ``variables``.
+
+    ValueError when CEL cannot hold a value (a string with a lone surrogate).
+    """
+    flat = {flat_name(name): value for name, value in values.items()}
+    for name in has_fields:
+        flat[has_name(name)] = name in values
+    flat.update(variables)
+    return cel.Context(flat)
 
 
 def payload_fields_read(expression: str) -> tuple[set[str], bool]:

@@ -365,7 +365,10 @@ def _probe(
                 "payload": payload,
             }
             try:
-                result = program.execute(cel.Context(context))
+                flat = expressions.context(
+                    payload, declared, {"event_type": event_type, "source": context["source"]}
+                )
+                result = program.execute(flat)
             except TypeError as exc:
                 return [
                     "the condition combines values of different types "

@@ -138,6 +138,13 @@ class RuleSet:
             any(name in r.program.references()["variables"] for r in self.rules if r.program)
             for name in ("event_type", "source")
         )
+        # The fields some condition tests with has(): only those get a has() variable.
+        self._has_fields = frozenset(
+            name
+            for r in self.rules
+            if r.condition
+            for name in expressions.fields_tested_with_has(r.condition)
+        )
         named = {t for r in self.rules for t in (r.event_types or ())}
         self._by_type: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
             {
@@ -252,13 +259,13 @@ class RuleSet:
                 values[name] = cel_value(value)
             elif not field.required:
                 values[name] = field.default
+        variables: dict[str, Any] = {}
+        if self._reads_type:
+            variables["event_type"] = event_type
+        if self._reads_source:
+            variables["source"] = source
         try:
-            context = cel.Context({"payload": values})
-            if self._reads_type:
-                context.add_variable("event_type", event_type)
-            if self._reads_source:
-                context.add_variable("source", source)
-            return context
+            return expressions.context(values, self._has_fields, variables)
         except ValueError as exc:  # a string CEL cannot hold (a lone surrogate)
             reason = expressions.first_line(str(exc))
             raise RuleError(

@@ -1,8 +1,13 @@
 """Reads a rule file's YAML safely, keeping the line of every mapping and value.
 
-Anchors and aliases are refused as the parser meets them, so a "billion laughs"
-file fails on its first anchor instead of expanding; so is a file over
+Anchors and aliases are refused as the parser meets them (a first pass over
+the parser's events, before any node is built), so a "billion laughs" file
+fails on its first anchor instead of expanding; so is a file over
 ``MAX_FILE_BYTES``, before any parsing.
+
+The parser is libyaml's where PyYAML has it (its wheels do): a worker compiles
+each new active version as its first claim after the activation waits, and
+the pure-Python parser took 0.3 s of that for a 200-rule file, libyaml 0.03 s.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node
+from yaml.nodes import MappingNode
 
 from eventflo.rules.model import Problem, RuleFileError
 
@@ -28,17 +33,15 @@ class Located(dict[Any, Any]):
         return self.lines.get(key, self.line)
 
 
-class _LineLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, minus anchors and aliases, plus line numbers on mappings."""
+# libyaml's parser with PyYAML's safe constructors; the pure-Python one without libyaml.
+try:
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # a PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]  # same interface
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.MarkedYAMLError(
-                problem="YAML anchors and aliases are not allowed in a rule file",
-                problem_mark=event.start_mark,
-            )
-        return super().compose_node(parent, index)
+
+class _LineLoader(_SafeLoader):
+    """PyYAML's safe loader plus line numbers on mappings (anchors are refused before it runs)."""
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         plain = super().construct_mapping(node, deep=True)
@@ -72,6 +75,7 @@ def read(text: str) -> Any:
             [Problem(1, f"the file is {size} bytes; a rule file may be at most {MAX_FILE_BYTES}")]
         )
     try:
+        _refuse_anchors(text)
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -79,3 +83,18 @@ def read(text: str) -> Any:
         raise RuleFileError([Problem(line, f"invalid YAML: {exc.problem}")]) from exc
     except yaml.YAMLError as exc:
         raise RuleFileError([Problem(1, f"invalid YAML: {exc}")]) from exc
+
+
+def _refuse_anchors(text: str) -> None:
+    """RuleFileError at the first anchor or alias: nothing is composed, so nothing expands."""
+    for event in yaml.parse(text, Loader=_SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            line = event.start_mark.line + 1 if event.start_mark is not None else 1
+            raise RuleFileError(
+                [
+                    Problem(
+                        line,
+                        "invalid YAML: YAML anchors and aliases are not allowed in a rule file",
+                    )
+                ]
+            )

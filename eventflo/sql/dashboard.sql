@@ -60,3 +60,9 @@ FROM event_processing_results
 WHERE processed_at >= now() - make_interval(hours => %(hours)s)
 GROUP BY rule_id
 ORDER BY events DESC, rule_id;
+
+-- name: active_rule_version
+-- The rule version the workers judge with now: its number and message, when and by whom it was made active.
+SELECT a.version, v.message, a.activated_at, a.activated_by
+FROM active_rule_version AS a
+JOIN rule_versions AS v USING (version);

@@ -98,6 +98,7 @@ def test_every_mode_processes_each_event_once_and_cleans_up(pg_server, database_
         "latency_events": None,
         "clients": None,
         "ingest_requests": None,
+        "rules_file": None,
     }
     environment = report["environment"]
     assert environment["fsync"] in ("on", "off")

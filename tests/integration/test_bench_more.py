@@ -1,4 +1,5 @@
-"""The ``held-xmin`` and ``memory`` bench modes at a small scale on a real PostgreSQL.
+"""The ``held-xmin``, ``memory``, ``rules`` and ``rules-drain`` bench modes, and ``--rules FILE``,
+at a small scale on a real PostgreSQL.
 
 As in test_bench.py: every event is processed exactly once (the modes check
 it and report an error instead of a number otherwise), the JSON carries the
@@ -18,6 +19,7 @@ from psycopg.rows import dict_row
 
 from eventflo import bench
 from eventflo.bench import BenchError, held_xmin, memory
+from tests import postgres
 from tests.integration.test_bench import _bench, _drop, _report, _scratch_databases
 
 HELD_FIGURES = {
@@ -217,3 +219,128 @@ def test_the_rules_mode_runs_beside_the_database_modes(pg_server, database_url):
     for label in ("shipped rules, median", "shipped rules, p99", "generated 202 rules, p99"):
         assert re.search(rf"^rules\s+{label}\s+[\d.,]+\s", table, re.MULTILINE), label
     assert _scratch_databases(pg_server, database_url) == []
+
+
+RULES_DRAIN_WAYS = ("catch_all", "shipped", "catch_all_generated", "generated")
+RULES_DRAIN_FIGURES = {
+    *(f"{way}_events_per_s" for way in RULES_DRAIN_WAYS),
+    *(f"{way}_events_per_s_whole" for way in RULES_DRAIN_WAYS),
+    "shipped_ratio",
+    "generated_ratio",
+}
+
+
+def test_rules_drain_drains_each_way_with_its_version_and_gives_both_ratios(
+    pg_server, database_url
+):
+    # Small batches: each worker finishes several, so every drain has a warm window.
+    result = _bench(
+        database_url,
+        "rules-drain",
+        "--events", "400", "--batch-size", "20", "--workers", "2", "--runs", "1", "--json",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    report = _report(result)
+    # ok means every drain processed each event exactly once and every result
+    # named the rule version made active for that drain.
+    assert report["ok"] is True
+    mode = report["modes"]["rules-drain"]
+    assert mode["error"] is None
+    assert set(mode["figures"]) == RULES_DRAIN_FIGURES
+    assert mode["figures"]["generated_events_per_s"]["label"] == (
+        "generated 202 rules, generated mix"
+    )
+    figures = _medians(mode)
+    assert all(value > 0 for value in figures.values())
+    ratios = report["ratios"]
+    assert set(ratios) == {
+        "rules_drain_shipped_vs_catch_all",
+        "rules_drain_generated_vs_catch_all",
+    }
+    shipped = ratios["rules_drain_shipped_vs_catch_all"]
+    assert shipped["value"] == figures["shipped_ratio"]
+    assert shipped["value"] == pytest.approx(
+        figures["shipped_events_per_s"] / figures["catch_all_events_per_s"]
+    )
+    assert shipped["target"] == 0.9
+    assert shipped["passed"] is (shipped["value"] >= 0.9)
+    generated = ratios["rules_drain_generated_vs_catch_all"]
+    assert generated["value"] == pytest.approx(
+        figures["generated_events_per_s"] / figures["catch_all_generated_events_per_s"]
+    )
+    assert generated["target"] == 0.8
+    # The stages of each run, in turn, each with the version it made active.
+    assert "catch-all rule, shipped mix (version 2)" in result.stderr
+    assert "shipped rules, shipped mix (version 1)" in result.stderr
+    assert "generated 202 rules, generated mix (version 3)" in result.stderr
+    assert _scratch_databases(pg_server, database_url) == []
+
+
+ALL_WARNING = """\
+rules:
+  - id: bench.everything
+    severity: WARNING
+    reason: "Judged by the bench's own rules"
+    recommendation: "None"
+tests:
+  - event: {event_type: payment_failed, payload: {amount: 5000}}
+    expect: {rule: bench.everything, severity: WARNING}
+"""
+
+
+def test_drain_with_a_rule_file_judges_every_event_with_it(pg_server, database_url, tmp_path):
+    rule_file = tmp_path / "mine.yaml"
+    rule_file.write_text(ALL_WARNING)
+
+    result = _bench(
+        database_url,
+        "drain", "--rules", str(rule_file),
+        "--events", "500", "--workers", "2", "--runs", "1", "--keep",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert f"rules {rule_file}" in result.stdout  # the settings line says what judged
+    assert f"rules: {rule_file} is version 2, active" in result.stderr
+    (kept,) = _scratch_databases(pg_server, database_url)
+    try:
+        with psycopg.connect(postgres.with_database(pg_server, kept), row_factory=dict_row) as conn:
+            verdicts = conn.execute(
+                "SELECT rule_id, severity::text AS severity, rules_version, count(*) AS events"
+                " FROM event_processing_results GROUP BY 1, 2, 3"
+            ).fetchall()
+            version = conn.execute(
+                "SELECT v.version, v.message, v.created_by, a.activated_by"
+                " FROM active_rule_version AS a JOIN rule_versions AS v USING (version)"
+            ).fetchone()
+    finally:
+        _drop(pg_server, kept)
+    assert verdicts == [
+        {"rule_id": "bench.everything", "severity": "WARNING", "rules_version": 2, "events": 500}
+    ]
+    assert version == {
+        "version": 2,
+        "message": f"eventflo bench --rules {rule_file}",
+        "created_by": "eventflo bench",
+        "activated_by": "eventflo bench",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "mode", "message"),
+    [
+        ("rules: [\n", "drain", "invalid YAML"),
+        (ALL_WARNING.replace("severity: WARNING\n", "severity: SEVERE\n", 1), "drain", "line 3"),
+        (ALL_WARNING, "rules", "applies to the modes that run the workers"),
+    ],
+)
+def test_a_bad_rules_option_is_a_usage_error_before_any_database(tmp_path, text, mode, message):
+    rule_file = tmp_path / "bad.yaml"
+    rule_file.write_text(text)
+
+    # No database URL: the file is refused before the bench would need one.
+    result = _bench(None, mode, "--rules", str(rule_file))
+
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "--rules" in result.output and message in result.output

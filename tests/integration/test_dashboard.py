@@ -12,8 +12,10 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from eventflo import rules, ruleversions
 from eventflo.config import Config
 from tests.integration.test_api import assert_problem, post_event, run_worker_until_idle
+from tests.rule_files import DISK_RULES
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
 REPLAY_HEADERS = {"X-EventFlo-Action": "replay"}
@@ -214,6 +216,35 @@ def test_each_rules_matches_of_the_last_24_hours_with_its_share(client, config, 
     assert "last 24 hours" in document.by_id("rules-heading").text()
     fragment = page(client, "/dashboard/live")
     assert fragment.by_id("live-rules").text() == document.by_id("live-rules").text()
+
+
+def test_the_rules_section_names_the_active_version_and_follows_an_apply(client, conn):
+    shipped = page(client).by_id("rules-version")
+    assert shipped.find_all("strong")[0].attrs["data-version"] == "1"
+    assert shipped.text().startswith("Active rule version 1 · ")
+    assert "by eventflo migration" in shipped.text()
+
+    ruleversions.apply(
+        conn,
+        rules.load(DISK_RULES),
+        message="<b>disk_full</b> at 90 % is CRITICAL",
+        created_by="alice",
+    )
+
+    document = page(client)
+    active = document.by_id("rules-version")
+    assert active.find_all("strong")[0].text() == "2"
+    # The operator's message is text, not markup.
+    assert active.find_all("b") == []
+    assert "<b>disk_full</b> at 90 % is CRITICAL" in active.text()
+    assert re.search(r"activated \d+\.\d s ago by alice$", active.text()), active.text()
+    # The refreshing part carries it too, so an apply shows without reloading the page.
+    assert page(client, "/dashboard/live").by_id("rules-version").text() == active.text()
+
+    ruleversions.rollback(conn, 1, activated_by="bob")
+    rolled_back = page(client).by_id("rules-version").text()
+    assert rolled_back.startswith("Active rule version 1 · ")
+    assert rolled_back.endswith("by bob")
 
 
 def test_the_live_fragment_carries_every_part_the_page_refreshes(client, three):

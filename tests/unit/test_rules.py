@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventflo import rules
-from eventflo.rules import Severity
+from eventflo.rules import Severity, expressions
 
 CASES = [
     # event_type, payload, severity, escalate, rule_id
@@ -130,3 +130,48 @@ def test_total_and_deterministic_for_any_json_object(event_type, payload):
     assert not errors
     assert shipped.classify(event_type, None, payload) == first
     assert first.severity in Severity
+
+
+# -- the flat context the conditions run on ---------------------------------------------------
+
+FLAT_RULES = """\
+fields:
+  disk_full:
+    percent: {type: number}
+    host: {type: string, default: "unknown"}
+    label: {type: string, default: "payload.host"}
+rules:
+  - id: named
+    event_type: disk_full
+    when: 'payload["percent"] > 50 && payload.label == "payload.host" && has(payload.host)'
+    severity: HIGH
+    reason: "r"
+    recommendation: "r"
+  - id: default
+    severity: LOW
+    reason: "r"
+    recommendation: "r"
+"""
+
+
+def test_payload_reads_run_as_flat_variables_and_literals_stay_as_written():
+    flat = expressions.flatten(
+        'has(payload.host) && payload["percent"] >= 90 && payload . host != "payload.host"'
+    )
+    assert flat == (
+        'has__payload__host && payload__percent >= 90 && payload__host != "payload.host"'
+    )
+    rule_set = rules.load(FLAT_RULES)
+    assert rule_set.classify("disk_full", None, {"percent": 60}).rule_id == "named"
+    assert rule_set.classify("disk_full", None, {"percent": 60, "label": "x"}).rule_id == "default"
+    assert rule_set.classify("disk_full", None, {"percent": 10}).rule_id == "default"
+    with pytest.raises(rules.RuleError, match=r"rule named: payload\.percent: Missing data"):
+        rule_set.classify("disk_full", None, {})
+
+
+def test_a_macro_variable_may_not_take_a_flat_variables_name():
+    program, problems = expressions.compile_condition("[1].all(payload__x, payload__x > 0)")
+    assert program is None
+    assert problems == [
+        "a macro variable may not start with payload__ or has__payload__: payload__x"
+    ]
