@@ -31,12 +31,25 @@ MAX_MACROS = 2
 # What a condition may name: the event's type, its source and its declared payload fields.
 VARIABLES = frozenset({"event_type", "source", "payload"})
 
+# CEL's string and bytes literals: raw ones (an r or R prefix) have no escapes, so a
+# backslash before the closing quote does not hide it; the others do. Triple-quoted ones
+# may span lines.
 _STRING_LITERAL = re.compile(
-    r"""[rR]?(?:'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")""", re.DOTALL
+    r"""
+      (?:[bB]?[rR]|[rR][bB]) (?:'''.*?'''|\"\"\".*?\"\"\"|'[^'\n]*'|"[^"\n]*")
+    | [bB]? (?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"
+              |'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")
+    """,
+    re.DOTALL | re.VERBOSE,
 )
-_PAYLOAD_DOT = re.compile(r"\bpayload\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
-_PAYLOAD_INDEX = re.compile(r"""\bpayload\s*\[\s*(['"])([^'"\\]*)\1\s*\]""")
-_PAYLOAD_ANY = re.compile(r"\bpayload\b")
+# A string literal or a comment, whichever starts first: a quote inside a comment, or
+# two slashes inside a string, are not what they seem.
+_LITERAL_OR_COMMENT = re.compile(
+    rf"(?P<literal>{_STRING_LITERAL.pattern})|(?P<comment>//[^\n]*)", re.DOTALL | re.VERBOSE
+)
+# ``payload`` itself, not a field of something else (``m.payload``) nor part of a name.
+_PAYLOAD_DOT = re.compile(r"(?<![\w.])payload\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+_PAYLOAD_INDEX = re.compile(r"""(?<![\w.])payload\s*\[\s*(['"])([^'"\\]*)\1\s*\]""")
 _MACRO = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)?")
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _PLACEHOLDER_FIELD = re.compile(r"\s*payload\.([A-Za-z_][A-Za-z0-9_]*)\s*")
@@ -44,7 +57,7 @@ _PLACEHOLDER_FIELD = re.compile(r"\s*payload\.([A-Za-z_][A-Za-z0-9_]*)\s*")
 
 FLAT_PREFIX = "payload__"
 HAS_PREFIX = "has__payload__"
-_HAS_FIELD = re.compile(r"\bhas\s*\(\s*payload\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)")
+_HAS_FIELD = re.compile(r"(?<![\w.])has\s*\(\s*payload\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)")
 
 
 def flat_name(field: str) -> str:
@@ -57,22 +70,40 @@ def has_name(field: str) -> str:
     return f"{HAS_PREFIX}{field}"
 
 
+def without_comments(expression: str) -> str:
+    """``expression`` with its ``//`` comments removed (string literals kept as they are)."""
+    return _LITERAL_OR_COMMENT.sub(
+        lambda m: m.group("literal") if m.group("literal") is not None else "", expression
+    )
+
+
+def _code(expression: str) -> str:
+    """``expression`` without comments, each string literal blanked to ``''``: code only."""
+    return _LITERAL_OR_COMMENT.sub(
+        lambda m: "''" if m.group("literal") is not None else "", expression
+    )
+
+
 def fields_tested_with_has(expression: str) -> set[str]:
-    """The fields ``has(payload.x)`` tests in ``expression`` (outside string literals)."""
-    return set(_HAS_FIELD.findall(_STRING_LITERAL.sub("''", expression)))
+    """The fields ``has(payload.x)`` tests in ``expression`` (outside literals and comments)."""
+    return set(_HAS_FIELD.findall(_code(expression)))
 
 
 # A string literal, or an indexed read (whose key is a literal): found left to right, so an
 # indexed read inside a literal stays part of the literal.
 _LITERAL_OR_INDEX = re.compile(
     rf"(?P<literal>{_STRING_LITERAL.pattern})"
-    r"""|\bpayload\s*\[\s*(?P<quote>['"])(?P<indexed>[^'"\\]*)(?P=quote)\s*\]""",
-    re.DOTALL,
+    r"""|(?<![\w.])payload\s*\[\s*(?P<quote>['"])(?P<indexed>[^'"\\]*)(?P=quote)\s*\]""",
+    re.DOTALL | re.VERBOSE,
 )
 
 
 def flatten(expression: str) -> str:
-    """``expression`` with every payload read spelled as its flat variable (literals kept)."""
+    """``expression`` with every payload read spelled as its flat variable (literals kept).
+
+    Comments go first: a quote inside one would otherwise open a literal.
+    """
+    expression = without_comments(expression)
     pieces = []
     done = 0
     for found in _LITERAL_OR_INDEX.finditer(expression):
@@ -100,10 +131,13 @@ def compile_condition(expression: str) -> tuple[cel.Program | None, list[str]]:
         return None, [
             f"the condition is {len(expression)} characters; the limit is {MAX_EXPRESSION_CHARS}"
         ]
-    code = _STRING_LITERAL.sub("''", expression)
+    code = _code(expression)
     bound = set(_MACRO.findall(code))  # a macro's loop variable: ``[1, 2].all(x, x > 0)``
     if len(_MACRO.findall(code)) > MAX_MACROS:
         return None, [f"the condition uses more than {MAX_MACROS} list macros"]
+    shadowing = sorted(bound & VARIABLES)
+    if shadowing:
+        return None, [f"a macro variable may not be named {shadowing[0]}"]
     try:
         program = cel.compile(expression)
     except ValueError as exc:
@@ -118,9 +152,10 @@ def compile_condition(expression: str) -> tuple[cel.Program | None, list[str]]:
             f"a macro variable may not start with {FLAT_PREFIX} or {HAS_PREFIX}: {reserved[0]}"
         ]
     try:
-        return cel.compile(flatten(expression)), []
+        program = cel.compile(flatten(expression))
     except ValueError as exc:  # not expected: the rewrite keeps a valid expression valid
         return None, [f"CEL syntax error: {first_line(str(exc))}"]
+    return program, []
 
 
 def context(
@@ -139,17 +174,21 @@ def context(
     return cel.Context(flat)
 
 
-def payload_fields_read(expression: str) -> tuple[set[str], bool]:
-    """The payload fields ``expression`` names, and whether it reads payload in any other way.
+def payload_fields_read(program: cel.Program) -> tuple[set[str], bool]:
+    """The payload fields a compiled (flat) condition reads, and whether it reads payload otherwise.
 
-    "Any other way" is a computed index (``payload[x]``) or the payload as a
-    whole: neither can be checked against the declarations, so both are refused.
+    Read from the program CEL compiled, not from the text: a read the rewrite
+    missed still names ``payload`` itself, which "otherwise" refuses (a
+    computed index such as ``payload[x]``, or the payload as a whole), as it
+    cannot be checked against the declarations.
     """
-    names = {m.group(2) for m in _PAYLOAD_INDEX.finditer(expression)}
-    code = _STRING_LITERAL.sub("''", _PAYLOAD_INDEX.sub(" _field_ ", expression))
-    dotted = _PAYLOAD_DOT.findall(code)
-    names.update(dotted)
-    return names, len(_PAYLOAD_ANY.findall(code)) > len(dotted)
+    names: set[str] = set()
+    for variable in program.references()["variables"]:
+        for prefix in (HAS_PREFIX, FLAT_PREFIX):
+            if variable.startswith(prefix):
+                names.add(variable[len(prefix) :])
+                break
+    return names, "payload" in program.references()["variables"]
 
 
 def placeholders(text: str) -> tuple[set[str], list[str]]:

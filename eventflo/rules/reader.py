@@ -279,7 +279,7 @@ class _Reader:
             self.problem(line, f"{what}: {message}")
         if program is None:
             return None
-        names, opaque = expressions.payload_fields_read(condition)
+        names, opaque = expressions.payload_fields_read(program)
         if opaque:
             self.problem(
                 line, f"{what}: read payload fields by name (payload.FIELD), not the whole payload"
