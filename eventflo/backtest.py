@@ -21,6 +21,7 @@ from eventflo.sql import load
 QUERIES = load("backtest.sql")
 
 DEFAULT_LAST = 10_000  # events a backtest judges unless told otherwise
+MAX_LAST = 1_000_000  # about two minutes of judging here; more is a job for a replay
 BATCH_SIZE = 1_000  # events read per statement
 EXAMPLES = 3  # example event ids kept per change
 
@@ -164,21 +165,24 @@ def backtest(
 def _newest_events(
     conn: db.Connection, last: int, batch_size: int
 ) -> Generator[db.Row, None, None]:
-    """Up to ``last`` events, newest first, a batch per statement, in one read-only snapshot."""
-    with conn.transaction():
-        conn.execute(QUERIES["read_only_snapshot"])
-        remaining = last
-        before: uuid.UUID | None = None
-        while remaining > 0:
-            limit = min(batch_size, remaining)
-            if before is None:
-                batch = conn.execute(QUERIES["newest_events"], {"limit": limit}).fetchall()
-            else:
-                batch = conn.execute(
-                    QUERIES["events_older_than"], {"before": before, "limit": limit}
-                ).fetchall()
-            yield from batch
-            if len(batch) < limit:
-                return
-            remaining -= len(batch)
-            before = batch[-1]["id"]
+    """Up to ``last`` events, newest first, a batch per statement, each in its own snapshot.
+
+    Not one snapshot for the whole run: a long backtest would hold back vacuum
+    on the hot table for as long as it runs. Keyset paging by id stays exact
+    as events come and go; an event purged meanwhile is simply not judged.
+    """
+    remaining = last
+    before: uuid.UUID | None = None
+    while remaining > 0:
+        limit = min(batch_size, remaining)
+        if before is None:
+            batch = conn.execute(QUERIES["newest_events"], {"limit": limit}).fetchall()
+        else:
+            batch = conn.execute(
+                QUERIES["events_older_than"], {"before": before, "limit": limit}
+            ).fetchall()
+        yield from batch
+        if len(batch) < limit:
+            return
+        remaining -= len(batch)
+        before = batch[-1]["id"]

@@ -13,6 +13,7 @@ one it can load.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -74,6 +75,13 @@ class BatchStep:
             queue.release(conn, worker_id=self._worker_id, batch=batch)
             self._stop_claiming(exc)
             return 0
+        except psycopg.Error:
+            # Reading the version failed, not the rules: give the batch back without spending
+            # its attempts if the connection still works (else the leases expire), then let
+            # the loop back off as for any database error.
+            with contextlib.suppress(psycopg.Error):
+                queue.release(conn, worker_id=self._worker_id, batch=batch)
+            raise
         started = time.perf_counter()
         per_event = batch_log.enabled()
         if per_event:

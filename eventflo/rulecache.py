@@ -32,6 +32,9 @@ class RuleCache:
 
     def __init__(self) -> None:
         self._compiled: collections.OrderedDict[int, rules.RuleSet] = collections.OrderedDict()
+        # Versions are immutable: one this code cannot compile never will, so it is not read
+        # and compiled again on every poll of a worker waiting for another activation.
+        self._unusable: dict[int, str] = {}  # version -> why
         self._lock = threading.Lock()
 
     def get(self, conn: psycopg.Connection[dict[str, Any]], version: int) -> rules.RuleSet:
@@ -41,6 +44,9 @@ class RuleCache:
             if found is not None:
                 self._compiled.move_to_end(version)
                 return found
+            why = self._unusable.get(version)
+            if why is not None:
+                raise CannotLoad(version, why)
         try:
             text = ruleversions.get(conn, version).text
         except ruleversions.UnknownVersion as exc:
@@ -50,11 +56,16 @@ class RuleCache:
             compiled = rules.load(text, run_tests=False)
         except rules.RuleFileError as exc:
             first = exc.problems[0] if exc.problems else "invalid"
-            raise CannotLoad(version, f"{first} ({len(exc.problems)} problems)") from exc
+            raise self._unusable_now(version, f"{first} ({len(exc.problems)} problems)") from exc
         except Exception as exc:  # a compiler this release does not expect to fail: same outcome
-            raise CannotLoad(version, f"{type(exc).__name__}: {exc}") from exc
+            raise self._unusable_now(version, f"{type(exc).__name__}: {exc}") from exc
         with self._lock:
             self._compiled[version] = compiled
             while len(self._compiled) > self.SIZE:
                 self._compiled.popitem(last=False)
         return compiled
+
+    def _unusable_now(self, version: int, reason: str) -> CannotLoad:
+        with self._lock:
+            self._unusable[version] = reason
+        return CannotLoad(version, reason)

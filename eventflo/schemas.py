@@ -7,10 +7,12 @@ import binascii
 import uuid
 from typing import Any
 
+import flask
 import marshmallow as ma
 from marshmallow import fields, validate
 
 from eventflo import appstate, problems
+from eventflo.activerules import VersionedRules
 from eventflo.events import STATUSES, Cursor
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,99}$"
@@ -59,11 +61,19 @@ class EventCreateSchema(ma.Schema):
     def _payload_fits_the_rules(self, data: dict[str, Any], **kwargs: Any) -> None:
         """The rule set's declared fields must be present and well typed, or it cannot judge it."""
         if "event_type" in data and isinstance(data.get("payload"), dict):
-            active = appstate.current().rules()
+            active = _rules_of_this_request()
             errors = active.rule_set.field_errors(data["event_type"], data["payload"])
             if errors:
                 problems.note_rules_version(active.version)
                 raise ma.ValidationError({"payload": {k: [v] for k, v in errors.items()}})
+
+
+def _rules_of_this_request() -> VersionedRules:
+    """The active rules, read once per request: every event of a batch meets the same version."""
+    if "eventflo_rules" not in flask.g:
+        flask.g.eventflo_rules = appstate.current().rules()
+    rules: VersionedRules = flask.g.eventflo_rules
+    return rules
 
 
 MAX_BATCH_EVENTS = 1000

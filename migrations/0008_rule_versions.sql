@@ -131,9 +131,17 @@ INSERT INTO active_rule_version (version, activated_by) VALUES (1, 'eventflo mig
 INSERT INTO rule_activations (version, action, activated_by) VALUES (1, 'install', 'eventflo migration');
 
 -- Results stored before versions existed were judged by the shipped rules: version 1.
--- The default stays for writers that predate versions (the bench's seeding);
--- workers always name the version. No foreign key: it would cost every
+-- The default stays for workers of the previous release during a rolling
+-- upgrade: they judge with the shipped rules, which are version 1, and know
+-- nothing of activations (docs/rules.md: upgrade every worker before the first
+-- `eventflo rules apply`). Workers of this release always name the version. No foreign key: it would cost every
 -- stored result a lookup, and versions are never deleted.
+-- The constant default makes the new column a catalog change, with no rewrite;
+-- the CHECK is NOT VALID so that adding it does not scan every stored result
+-- under this ALTER's exclusive lock either: existing rows hold the default 1,
+-- and new rows are checked.
 ALTER TABLE event_processing_results
-    ADD COLUMN rules_version integer NOT NULL DEFAULT 1
-        CONSTRAINT event_processing_results_rules_version_positive CHECK (rules_version >= 1);
+    ADD COLUMN rules_version integer NOT NULL DEFAULT 1;
+ALTER TABLE event_processing_results
+    ADD CONSTRAINT event_processing_results_rules_version_positive
+        CHECK (rules_version >= 1) NOT VALID;

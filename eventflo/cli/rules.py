@@ -90,7 +90,7 @@ def test_command(file: pathlib.Path, event_text: str) -> None:
 )
 @click.option(
     "--last",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, backtest.MAX_LAST),
     metavar="N",
     help=f"With --dry-run: how many of the newest stored events to judge"
     f" (default {backtest.DEFAULT_LAST:,}).",

@@ -1,10 +1,6 @@
 -- The stored events a backtest judges. Loaded by eventflo/backtest.py.
 -- A block starts with a line "-- name: <name>" followed by a one-line purpose.
 
--- name: read_only_snapshot
--- The first statement of the backtest's transaction: every batch reads one snapshot, and writes nothing.
-SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
-
 -- name: newest_events
 -- The first batch: the newest events, whatever their status (ids are UUIDv7: newest is highest).
 SELECT id, event_type, source, payload

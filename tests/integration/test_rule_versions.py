@@ -408,6 +408,20 @@ def test_a_worker_that_cannot_load_the_active_version_gives_the_batch_back_and_w
     }
 
 
+def test_a_version_this_code_cannot_load_is_not_read_again_on_every_poll(conn, database_url):
+    from eventflo.rulecache import CannotLoad, RuleCache
+
+    _activate_unloadable(conn)
+    cache = RuleCache()
+    with pytest.raises(CannotLoad, match="priority"):
+        cache.get(conn, 2)
+    with psycopg.connect(database_url) as closed:
+        pass
+    # Versions are immutable: the answer is known without the database.
+    with pytest.raises(CannotLoad, match="priority"):
+        cache.get(closed, 2)
+
+
 # -- replay --rules-version-before ------------------------------------------------
 
 
