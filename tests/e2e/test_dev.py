@@ -157,22 +157,28 @@ def assert_everything_stopped(run: DevRun) -> None:
     assert not (run.data_dir / "postmaster.pid").exists()
 
 
+def _system_error_judged_by(run) -> dict:
+    """POST a system_error to a running dev and wait for its verdict: the event as read back."""
+    response = run.session.post(
+        f"{run.base_url}/events",
+        json={"event_type": "system_error", "payload": {"code": 500}},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    event_id = response.json()["event_id"]
+    return run.session.get(
+        f"{run.base_url}/events/{event_id}", params={"wait": "15"}, timeout=25
+    ).json()
+
+
 def test_dev_runs_everything_stops_on_ctrl_c_and_keeps_its_data(dev_children, data_dir):
     with eventflo_dev(dev_children, data_dir) as first:
         assert alive(first.postmaster)
         assert len(first.processes) >= DEV_PROCESSES, first.processes
-        response = first.session.post(
-            f"{first.base_url}/events",
-            json={"event_type": "system_error", "payload": {"code": 500}},
-            timeout=10,
-        )
-        assert response.status_code == 202, response.text
-        event_id = response.json()["event_id"]
-        event = first.session.get(
-            f"{first.base_url}/events/{event_id}", params={"wait": "15"}, timeout=25
-        ).json()
+        event = _system_error_judged_by(first)
         assert event["status"] == "completed", event
         assert event["result"]["severity"] == "CRITICAL"
+        event_id = event["event_id"]
 
         assert first.ctrl_c() == 0
         assert_everything_stopped(first)
@@ -222,16 +228,7 @@ def test_a_second_dev_on_the_same_data_dir_refuses_and_leaves_the_first_alone(
         # The first one and its database go on as before.
         assert alive(first.postmaster) and first.child.running()
         assert first.session.get(f"{first.base_url}/healthz", timeout=5).status_code == 200
-        response = first.session.post(
-            f"{first.base_url}/events",
-            json={"event_type": "system_error", "payload": {"code": 500}},
-            timeout=10,
-        )
-        assert response.status_code == 202, response.text
-        event_id = response.json()["event_id"]
-        event = first.session.get(
-            f"{first.base_url}/events/{event_id}", params={"wait": "15"}, timeout=25
-        ).json()
+        event = _system_error_judged_by(first)
         assert event["status"] == "completed", event
 
         assert first.ctrl_c() == 0

@@ -8,6 +8,7 @@ back is reaped: no longer silent.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -335,30 +336,42 @@ def test_rescue_fails_a_gone_workers_event_that_is_out_of_attempts(conn):
     )
 
 
+@contextlib.contextmanager
+def _other_session(database_url):
+    """A second session, as a rescuer or supervisor has; it gives up on a lock after 5 s."""
+    with psycopg.connect(
+        database_url, autocommit=True, row_factory=dict_row, options="-c lock_timeout=5s"
+    ) as session:
+        yield session
+
+
+def _completing(database_url, conn, claimed):
+    """worker-a's whole outcome for ``claimed`` (shipped verdicts), held in flight on ``conn``."""
+    verdicts = [
+        queue.Verdict(c, rules.default().classify(c.event_type, c.source, c.payload))
+        for c in claimed
+    ]
+    return outcome_in_flight(
+        database_url,
+        conn,
+        lambda: queue.finish(
+            conn,
+            worker_id="worker-a",
+            verdicts=verdicts,
+            failures=[],
+            max_attempts=5,
+            backoffs=[],
+        ),
+    )
+
+
 def test_rescue_never_touches_a_gone_workers_event_that_has_just_completed(database_url, conn):
     registry.register(conn, worker_id="worker-a", host="h", pid=1)
     (event_id,) = _insert(conn, 1, event_type="system_error")
     claimed = _claim(conn, "worker-a")
     _silent_for(conn, "worker-a", 120)  # gone by the registry, while its completion is in flight
-    verdicts = [
-        queue.Verdict(c, rules.default().classify(c.event_type, c.source, c.payload))
-        for c in claimed
-    ]
-    with psycopg.connect(
-        database_url, autocommit=True, row_factory=dict_row, options="-c lock_timeout=5s"
-    ) as rescuer:
-        with outcome_in_flight(
-            database_url,
-            conn,
-            lambda: queue.finish(
-                conn,
-                worker_id="worker-a",
-                verdicts=verdicts,
-                failures=[],
-                max_attempts=5,
-                backoffs=[],
-            ),
-        ) as finishing:
+    with _other_session(database_url) as rescuer:
+        with _completing(database_url, conn, claimed) as finishing:
             assert _rescue(rescuer) == []  # the row is locked: skipped, not waited for
         assert finishing.result(timeout=10).completed == [event_id]
         assert _rescue(rescuer) == []  # committed: completed, nothing to release
@@ -517,25 +530,8 @@ def test_releasing_a_reaped_workers_leases_never_touches_an_outcome_in_flight(da
     registry.register(conn, worker_id="worker-a", host="h", pid=1)
     (event_id,) = _insert(conn, 1, event_type="system_error")
     claimed = _claim(conn, "worker-a")
-    verdicts = [
-        queue.Verdict(c, rules.default().classify(c.event_type, c.source, c.payload))
-        for c in claimed
-    ]
-    with psycopg.connect(
-        database_url, autocommit=True, row_factory=dict_row, options="-c lock_timeout=5s"
-    ) as supervisor:
-        with outcome_in_flight(
-            database_url,
-            conn,
-            lambda: queue.finish(
-                conn,
-                worker_id="worker-a",
-                verdicts=verdicts,
-                failures=[],
-                max_attempts=5,
-                backoffs=[],
-            ),
-        ) as finishing:
+    with _other_session(database_url) as supervisor:
+        with _completing(database_url, conn, claimed) as finishing:
             # The process died right after handing the server its whole outcome.
             assert registry.reap(supervisor, worker_id="worker-a", reason=KILLED)
             release = {"max_attempts": 5, "worker_timeout": TIMEOUT, "holder": "worker-a"}
