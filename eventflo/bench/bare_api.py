@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 from eventflo import db, serving
 from eventflo.bench import QUERIES
 from eventflo.config import Config
+from eventflo.serve_options import serve_options
 
 APPLICATION_NAME = "eventflo-bench-bare"
 
@@ -69,30 +70,14 @@ def server(config: Config, *, bind: str, workers: int, threads: int) -> serving.
     )
 
 
-# ``eventflo serve``'s options and defaults (a test holds them equal), so the
-# two servers differ only in their app.
+# ``eventflo serve``'s own options and defaults, so the two servers differ only in their app.
 @click.group("bare_api")
 def main() -> None:
     """The bench's bare insert endpoint, for the ingest mode's comparison."""
 
 
 @main.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="gunicorn worker processes.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Threads per process.",
-)
+@serve_options
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve POST /events of the bare app with gunicorn, until SIGTERM or SIGINT."""
     server(Config.from_env(), bind=f"{host}:{port}", workers=workers, threads=threads).run()

@@ -12,25 +12,11 @@ import click
 
 from eventflo import db, devstate, errors, keys
 from eventflo.cli.context import CliState, Connection, pass_state
+from eventflo.serve_options import serve_options
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="gunicorn worker processes.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Threads per process (long-polls hold one each).",
-)
+@serve_options
 @pass_state
 def serve(state: CliState, host: str, port: int, workers: int, threads: int) -> None:
     """Serve the HTTP API with gunicorn (no queue processing: run `eventflo worker` too).
