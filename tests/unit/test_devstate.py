@@ -95,7 +95,7 @@ def test_a_cli_probe_holding_the_lock_for_an_instant_does_not_refuse_a_start(tmp
     path.write_text("")
     probe = os.open(path, os.O_RDONLY)
     fcntl.flock(probe, fcntl.LOCK_SH)  # as is_held does, but held until the timer lets go
-    releaser = threading.Timer(0.2, os.close, [probe])
+    releaser = threading.Timer(0.05, os.close, [probe])  # well inside the 0.5 s patience
     releaser.start()
     try:
         with devstate.held(data_dir) as lock:
