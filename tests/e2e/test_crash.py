@@ -81,25 +81,30 @@ def before_commit(database_url: str) -> Iterator[None]:
             admin.execute("DROP FUNCTION hold_attempts()")
 
 
+def held_claims(conn: Conn) -> dict[str, int]:
+    """Worker id → leases it holds, once every holder waits on the lock; else empty."""
+    rows = conn.execute(
+        "SELECT locked_by, count(*) AS n FROM events WHERE status = 'processing' GROUP BY locked_by"
+    ).fetchall()
+    held = {str(row["locked_by"]): int(row["n"]) for row in rows}
+    waiting = conn.execute(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name IN"
+        "     (SELECT left('eventflo-worker ' || id, 63) FROM unnest(%s::text[]) AS id)"
+        " AND wait_event_type = 'Lock'",
+        (sorted(held),),
+    ).fetchone()["n"]
+    return held if held and waiting == len(held) else {}
+
+
 def wait_holding_claims(conn: Conn, count: int, workers: int = 1) -> list[str]:
     """Wait until ``workers`` workers hold ``count`` leases each and wait on the lock; their ids."""
 
     def holders() -> list[str]:
-        rows = conn.execute(
-            "SELECT locked_by, count(*) AS n FROM events"
-            " WHERE status = 'processing' GROUP BY locked_by"
-        ).fetchall()
-        if len(rows) != workers or any(row["n"] != count for row in rows):
+        held = held_claims(conn)
+        if len(held) != workers or any(n != count for n in held.values()):
             return []
-        ids = sorted(str(row["locked_by"]) for row in rows)
-        waiting = conn.execute(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name IN"
-            "     (SELECT left('eventflo-worker ' || id, 63) FROM unnest(%s::text[]) AS id)"
-            " AND wait_event_type = 'Lock'",
-            (ids,),
-        ).fetchone()["n"]
-        return ids if waiting == workers else []
+        return sorted(held)
 
     return wait_for(
         holders,

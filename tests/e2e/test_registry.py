@@ -33,7 +33,7 @@ from tests.e2e.conftest import (
     wait_worker_sessions_gone,
     worker_sessions,
 )
-from tests.e2e.test_crash import attempts_by_event, before_commit, wait_holding_claims
+from tests.e2e.test_crash import attempts_by_event, before_commit, held_claims, wait_holding_claims
 
 pytestmark = pytest.mark.e2e
 
@@ -155,7 +155,18 @@ def test_a_supervisor_releases_the_claims_of_a_worker_process_killed_holding_the
     supervisor = start_worker(children, processes=2, EVENTFLO_BATCH_SIZE="500", **SUPERVISED)
 
     with before_commit(database_url):
-        (victim_id,) = wait_holding_claims(conn, total)
+        # Usually one child claims all; two that claim at the same moment split them.
+        def all_held() -> dict[str, int]:
+            held = held_claims(conn)
+            return held if sum(held.values()) == total else {}
+
+        held = wait_for(
+            all_held,
+            timeout=30,
+            what=lambda: f"all {total} claims held before their commit ({status_counts(conn)})",
+        )
+        victim_id = max(held, key=held.__getitem__)
+        victims = held[victim_id]
         victim_pid = int(victim_id.split(":")[-2])
         assert victim_pid in descendants(supervisor.pid)
         # Cut the connection of its outcome transaction: the worker keeps the
@@ -173,7 +184,12 @@ def test_a_supervisor_releases_the_claims_of_a_worker_process_killed_holding_the
         )
 
     wait_for(idle_again, timeout=15, what="the victim to reconnect and find nothing to claim")
-    assert status_counts(conn) == {"processing": total}
+    others = {"completed": total - victims} if victims < total else {}
+    wait_for(
+        lambda: status_counts(conn) == {"processing": victims, **others},
+        timeout=15,
+        what=lambda: f"only the victim's {victims} claims in hand ({status_counts(conn)})",
+    )
 
     os.kill(victim_pid, signal.SIGKILL)
     killed = time.monotonic()
@@ -183,11 +199,15 @@ def test_a_supervisor_releases_the_claims_of_a_worker_process_killed_holding_the
     # release can bring the claims back this soon (a restart takes about 1 s).
     assert elapsed < 20, f"released only after {elapsed:.0f} s"
     assert not alive(victim_pid)
-    print(f"\nall {total} claims released and completed {elapsed:.1f} s after the kill")
+    print(f"\n{victims} claims released, all {total} completed {elapsed:.1f} s after the kill")
 
     reason = f"lease released: worker {victim_id} reaped: killed by SIGKILL, seen by its supervisor"
-    history = attempts_by_event(conn)
-    assert len(history) == total
+    history = {
+        event_id: attempts
+        for event_id, attempts in attempts_by_event(conn).items()
+        if attempts[0]["worker_id"] == victim_id
+    }
+    assert len(history) == victims
     for released, completed in history.values():
         assert (released["attempt"], released["worker_id"], released["outcome"]) == (
             1,
@@ -202,7 +222,7 @@ def test_a_supervisor_releases_the_claims_of_a_worker_process_killed_holding_the
     (release,) = [
         line for line in lines if line["message"] == "released the leases of a dead worker"
     ]
-    assert (release["worker_id"], release["released"]) == (victim_id, total)
+    assert (release["worker_id"], release["released"]) == (victim_id, victims)
     rescued = [line for line in lines if line["message"] == "event lease rescued"]
     assert {line["worker_id"] for line in rescued} == {"supervisor"}
     assert {line["event_id"] for line in rescued} == set(history)
