@@ -22,8 +22,8 @@ from typing import Any
 
 import cel
 
-from eventflo.rules import expressions, yamlfile
-from eventflo.rules.fields import FIELD_TYPES, PROBE_ROUNDS, Field, probe_payload
+from eventflo.rules import comparisons, expressions, yamlfile
+from eventflo.rules.fields import FIELD_TYPES, PROBE_ROUNDS, Field, as_payload, probe_values
 from eventflo.rules.model import Problem, RuleFileError, Severity
 from eventflo.rules.ruleset import Rule, RuleSet, TestCase
 from eventflo.rules.yamlfile import Located
@@ -34,7 +34,7 @@ FIELD_KEYS = ("type", "default")
 TEST_KEYS = ("event", "expect")
 EVENT_KEYS = ("event_type", "source", "payload")
 EXPECT_KEYS = ("rule", "severity", "escalate")
-_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _PROBE_SOURCES = ("probe", None, "", "probe")
 
 
@@ -107,12 +107,35 @@ class _Reader:
                 )
                 if field is not None:
                     declared[event_type][name] = field
+            self.objects_and_values(event_type, declared[event_type], per_type)
         return declared
+
+    def objects_and_values(
+        self, event_type: str, fields: dict[str, Field], per_type: Located | None
+    ) -> None:
+        """Refuse a name declared both as a value and as an object holding others."""
+        for name in list(fields):
+            path = fields[name].path
+            for depth in range(1, len(path)):
+                outer = ".".join(path[:depth])
+                if outer in fields:
+                    line = per_type.line_of(name) if per_type else 1
+                    self.problem(
+                        line,
+                        f"field {event_type}.{name}: {outer} is declared as a value,"
+                        " so it cannot also hold fields",
+                    )
+                    del fields[name]
+                    break
 
     def field(self, event_type: str, name: Any, spec: Any, line: int) -> Field | None:
         what = f"field {event_type}.{name}"
         if not isinstance(name, str) or _FIELD_NAME.fullmatch(name) is None:
-            self.problem(line, f"{what}: a field name is letters, digits and _ (not first a digit)")
+            self.problem(
+                line,
+                f"{what}: a field name is letters, digits and _ (not first a digit),"
+                " or such names joined by dots for a nested value (disk.percent)",
+            )
             return None
         body = self.mapping(spec, line, what)
         if body is None:
@@ -289,6 +312,8 @@ class _Reader:
             self.problem(line, f"{what}: the condition reads {_undeclared(name, event_types)}")
         if names - readable or opaque:
             return None
+        for message in _never_equal(condition, fields, event_types or ()):
+            self.problem(line, f"{what}: {message}")
         for message in _probe(program, fields, event_types):
             self.problem(line, f"{what}: {message}")
         return program
@@ -349,6 +374,46 @@ def _undeclared(name: str, event_types: tuple[str, ...] | None) -> str:
     return f"payload.{name}, which is not declared for {', '.join(event_types)}"
 
 
+# The kind of CEL value a declared type holds, as comparisons.Operand names kinds.
+_KIND_OF_TYPE = {"number": "number", "integer": "number", "string": "string", "boolean": "boolean"}
+
+
+def _never_equal(
+    condition: str, fields: Mapping[str, Mapping[str, Field]], event_types: tuple[str, ...]
+) -> list[str]:
+    """Equality tests whose sides are of kinds that are never equal (see ``comparisons``)."""
+
+    def kind(operand: comparisons.Operand, event_type: str) -> tuple[str, str] | None:
+        if operand.field is None:
+            return operand.kind or "", operand.text
+        field = fields.get(event_type, {}).get(operand.field)
+        if field is None:  # undeclared: reported already
+            return None
+        return _KIND_OF_TYPE[field.type.name], f"payload.{operand.field}"
+
+    problems = []
+    for event_type in event_types:
+        for comparison in comparisons.comparisons(condition):
+            left = kind(comparison.left, event_type)
+            for operand in comparison.right:
+                right = kind(operand, event_type)
+                if left is None or right is None or left[0] == right[0]:
+                    continue
+                if "null" in (left[0], right[0]):
+                    read = left if right[0] == "null" else right
+                    problems.append(
+                        f"{read[1]} is never null; test whether it has a value with has({read[1]})"
+                    )
+                else:
+                    problems.append(
+                        f"the condition compares {left[1]} (a {left[0]}) with {right[1]}"
+                        f" (a {right[0]}), which are never equal"
+                    )
+        if problems:
+            break
+    return list(dict.fromkeys(problems))
+
+
 def _probe(
     program: cel.Program,
     fields: Mapping[str, Mapping[str, Field]],
@@ -358,15 +423,15 @@ def _probe(
     for event_type in event_types or ("any",):
         declared = fields.get(event_type, {}) if event_types else {}
         for round_number in range(PROBE_ROUNDS):
-            payload = probe_payload(declared, round_number)
+            values = probe_values(declared, round_number)
             context = {
                 "event_type": event_type,
                 "source": _PROBE_SOURCES[round_number],
-                "payload": payload,
+                "payload": as_payload(values),
             }
             try:
                 flat = expressions.context(
-                    payload, declared, {"event_type": event_type, "source": context["source"]}
+                    values, declared, {"event_type": event_type, "source": context["source"]}
                 )
                 result = program.execute(flat)
             except TypeError as exc:

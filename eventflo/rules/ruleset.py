@@ -18,7 +18,7 @@ from typing import Any
 import cel
 
 from eventflo.rules import expressions
-from eventflo.rules.fields import Field, cel_value
+from eventflo.rules.fields import Absent, Field, cel_value
 from eventflo.rules.model import Classification, Problem, RuleError, Severity
 
 Payload = Mapping[str, Any]
@@ -67,11 +67,13 @@ class Rule:
             return self.fixed
 
         def value_of(name: str) -> str:
-            if name in payload:
-                return _placeholder_text(payload[name])
-            if name in declared and not declared[name].required:
-                return _placeholder_text(declared[name].default)
-            return ""
+            field = declared.get(name)
+            if field is None:  # not expected: a loaded set's placeholders name declared fields
+                return ""
+            value = field.lookup(payload)
+            if not isinstance(value, Absent):
+                return _placeholder_text(value)
+            return "" if field.required else _placeholder_text(field.default)
 
         reason, recommendation = self._pieces
         return self._verdict(
@@ -249,16 +251,19 @@ class RuleSet:
         """
         values = {}
         for name, field in self.fields.get(event_type, {}).items():
-            if name in payload:
-                value = payload[name]
-                if not field.type.accepts(value):
-                    raise RuleError(
-                        f"rule {rule.rule_id}: payload.{name}: {field.type.message}",
-                        rule_id=rule.rule_id,
-                    )
+            value = field.lookup(payload)
+            if isinstance(value, Absent):
+                if value.why is None:
+                    if not field.required:
+                        values[name] = field.default
+                    continue
+            elif field.type.accepts(value):
                 values[name] = cel_value(value)
-            elif not field.required:
-                values[name] = field.default
+                continue
+            raise RuleError(
+                f"rule {rule.rule_id}: payload.{name}: {field.error(payload)}",
+                rule_id=rule.rule_id,
+            )
         variables: dict[str, Any] = {}
         if self._reads_type:
             variables["event_type"] = event_type

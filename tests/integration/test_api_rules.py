@@ -61,3 +61,40 @@ def test_a_batch_item_with_a_bad_declared_field_names_its_position(client, conn)
         "1": {"payload": {"percent": ["Missing data for required field."]}}
     }
     assert count_events(conn) == 0
+
+
+NESTED_RULES = """\
+fields:
+  disk_full:
+    disk.percent: {type: number}
+rules:
+  - {id: disk_full.critical, event_type: disk_full, when: payload.disk.percent >= 90,
+     severity: CRITICAL, reason: "{{payload.disk.percent}}% full", recommendation: grow it}
+  - {id: default, severity: LOW, reason: r, recommendation: m}
+"""
+
+
+@pytest.mark.parametrize(
+    ("payload", "errors"),
+    [
+        ({"disk": {}}, {"disk.percent": ["Missing data for required field."]}),
+        ({"disk": {"percent": "95"}}, {"disk.percent": ["Must be a finite number."]}),
+        (
+            {"disk": [95]},
+            {"disk.percent": ["Must be inside an object, and payload.disk is not one."]},
+        ),
+    ],
+)
+def test_a_nested_declared_field_is_named_by_its_path(config, conn, payload, errors):
+    app = create_app(config, rule_set=rules.load(NESTED_RULES))
+    app.testing = True
+    try:
+        client = app.test_client()
+        refused = post_event(client, {"event_type": "disk_full", "payload": payload})
+        fits = post_event(client, {"event_type": "disk_full", "payload": {"disk": {"percent": 95}}})
+    finally:
+        appstate.of(app).close()
+
+    assert assert_problem(refused, 422)["errors"]["payload"] == errors
+    assert fits.status_code == 202
+    assert count_events(conn) == 1

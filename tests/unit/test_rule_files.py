@@ -253,6 +253,30 @@ BAD_FILES = [
         "different types",
     ),
     (
+        "equality with a value of another type",
+        FIELDS + "rules:\n" + rule(when='payload.percent == "full"') + CATCH_ALL,
+        13,
+        'compares payload.percent (a number) with "full" (a string), which are never equal',
+    ),
+    (
+        "membership in a list of another type",
+        FIELDS + "rules:\n" + rule(when="payload.host in [1, 2]") + CATCH_ALL,
+        13,
+        "compares payload.host (a string) with 1 (a number)",
+    ),
+    (
+        "two fields of different types",
+        FIELDS + "rules:\n" + rule(when="payload.mounted != payload.inodes") + CATCH_ALL,
+        13,
+        "compares payload.mounted (a boolean) with payload.inodes (a number)",
+    ),
+    (
+        "a field compared with null",
+        FIELDS + "rules:\n" + rule(when="payload.host == null") + CATCH_ALL,
+        13,
+        "payload.host is never null; test whether it has a value with has(payload.host)",
+    ),
+    (
         "number mixed with int arithmetic",
         FIELDS + "rules:\n" + rule(when="payload.percent / 2 > 1") + CATCH_ALL,
         13,
@@ -389,6 +413,7 @@ fields:
     host: {type: string, default: unknown}
     region: {type: string, default: ""}
     message: {type: string, default: ""}
+    disk.percent: {type: number, default: 0}
 rules:
   - {id: two, event_type: x, when: 'payload.amount >= 1000 && payload.currency == "EUR"',
      severity: LOW, reason: r, recommendation: m}
@@ -403,6 +428,8 @@ rules:
      severity: LOW, reason: r, recommendation: m}
   - {id: double, event_type: x, when: 'double(payload.amount) / 2.0 > 10.0', severity: LOW,
      reason: r, recommendation: m}
+  - {id: nested, event_type: x, when: 'payload.disk.percent >= 90', severity: LOW,
+     reason: r, recommendation: m}
   - {id: default, severity: LOW, reason: r, recommendation: m}
 """
     rs = rules.load(examples)
@@ -414,6 +441,7 @@ rules:
         ({"amount": 5}, "billing", "source"),
         ({"amount": 5, "host": "h"}, None, "has"),
         ({"amount": 30}, None, "double"),
+        ({"amount": 5, "disk": {"percent": 95}}, None, "nested"),
         ({"amount": 5}, None, "default"),
     ]
     assert [rs.classify("x", s, p).rule_id for p, s, _ in expected] == [e for *_, e in expected]
