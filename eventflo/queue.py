@@ -259,20 +259,21 @@ def _store_results(
     """Store the verdicts of the events the completion still held (usually all of them)."""
     event_ids: list[uuid.UUID] = []
     positions: list[int] = []
-    # Each distinct verdict once (rules give fixed verdicts), referred to by its 1-based position.
-    table: dict[str, tuple[int, Classification]] = {}
+    # Each distinct verdict once, referred to by its 1-based position: a rule without
+    # placeholders gives one verdict to all its events, a rule with them one per value.
+    table: dict[Classification, int] = {}
     for verdict in verdicts:
         if verdict.event.event_id not in held:
             continue
         classification = verdict.classification
-        entry = table.get(classification.rule_id)
-        if entry is None:
-            entry = table[classification.rule_id] = (len(table) + 1, classification)
+        position = table.get(classification)
+        if position is None:
+            position = table[classification] = len(table) + 1
         event_ids.append(verdict.event.event_id)
-        positions.append(entry[0])
+        positions.append(position)
     if not event_ids:
         return
-    distinct = [classification for _, classification in table.values()]
+    distinct = list(table)
     conn.execute(
         QUERIES["store_results"],
         {

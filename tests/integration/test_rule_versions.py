@@ -350,6 +350,23 @@ def test_results_record_the_version_that_judged_them(config, conn):
     assert _result(conn, before)["rules_version"] == 1, "stored results keep their number"
 
 
+def test_events_of_one_batch_judged_by_one_rule_keep_their_own_texts(config, conn):
+    """Placeholders make one rule's verdicts differ: each event's result has its own values."""
+    ruleversions.apply(conn, rules.load(DISK_RULES), message="", created_by="t")
+    hosts = ["db1", "db2", "db3"]
+    ids = [_insert_event(conn, payload={"percent": 95, "host": h}) for h in hosts]
+    with _worker(config) as worker:
+        assert worker.run_once() == 3  # one batch
+    reasons = conn.execute(
+        "SELECT classification_reason FROM event_processing_results"
+        " WHERE event_id = ANY(%s) ORDER BY event_id",
+        [sorted(ids)],
+    ).fetchall()
+    assert [r["classification_reason"] for r in reasons] == [
+        f"Disk on {h} is 95% full" for _, h in sorted(zip(ids, hosts, strict=True))
+    ]
+
+
 def test_a_worker_pinned_to_a_rule_set_records_its_stored_version(config, conn):
     event_id = _insert_event(conn)
     pinned = rules.load(DISK_RULES)
