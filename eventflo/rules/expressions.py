@@ -106,11 +106,6 @@ def _code(expression: str) -> str:
     )
 
 
-def fields_tested_with_has(expression: str) -> set[str]:
-    """The fields ``has(payload.x)`` tests in ``expression`` (outside literals and comments)."""
-    return {_path(found) for found in _HAS_FIELD.findall(_code(expression))}
-
-
 # A string literal, or an indexed read (whose key is a literal): found left to right, so an
 # indexed read inside a literal stays part of the literal.
 _LITERAL_OR_INDEX = re.compile(

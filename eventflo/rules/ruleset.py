@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 import cel
 
 from eventflo.rules import expressions
-from eventflo.rules.fields import Absent, Field, cel_value
+from eventflo.rules.fields import MISSING, Absent, Field, cel_value
 from eventflo.rules.model import Classification, Problem, RuleError, Severity
 
 Payload = Mapping[str, Any]
@@ -140,19 +140,15 @@ class RuleSet:
             any(name in r.program.references()["variables"] for r in self.rules if r.program)
             for name in ("event_type", "source")
         )
-        # The fields some condition tests with has(): only those get a has() variable.
-        self._has_fields = frozenset(
-            name
-            for r in self.rules
-            if r.condition
-            for name in expressions.fields_tested_with_has(r.condition)
-        )
         named = {t for r in self.rules for t in (r.event_types or ())}
         self._by_type: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
             {
                 t: tuple(r for r in self.rules if r.event_types is None or t in r.event_types)
                 for t in named
             }
+        )
+        self._reads: Mapping[str, tuple[_Read, ...]] = MappingProxyType(
+            {t: _reads(self.fields.get(t, {}), self._by_type[t]) for t in named}
         )
 
     def rules_for(self, event_type: str) -> tuple[Rule, ...]:
@@ -222,18 +218,33 @@ class RuleSet:
     ) -> Rule:
         candidates = self.rules if steps is not None else self.rules_for(event_type)
         context: cel.Context | None = None
+        # The hot path of every classification: rules_for has filtered by type already, and
+        # a condition runs inline (a method call per rule cost a tenth of the time).
         for rule in candidates:
-            if rule.event_types is not None and event_type not in rule.event_types:
-                if steps is not None:
-                    steps.append(Step(rule, "event type differs"))
+            if (
+                steps is not None
+                and rule.event_types is not None
+                and event_type not in rule.event_types
+            ):
+                steps.append(Step(rule, "event type differs"))
                 continue
-            if rule.program is not None:
+            program = rule.program
+            if program is not None:
                 if context is None:
                     context = self._context(rule, event_type, source, payload)
-                if not self._holds(rule, context, event_type, payload):
+                try:
+                    result = program.execute(context)
+                except Exception as exc:
+                    raise self._failure(rule, event_type, payload, exc) from exc
+                if result is False:
                     if steps is not None:
                         steps.append(Step(rule, "condition false"))
                     continue
+                if result is not True:
+                    raise RuleError(
+                        f"rule {rule.rule_id}: the condition gave {result!r}, not true or false",
+                        rule_id=rule.rule_id,
+                    )
             if steps is not None:
                 steps.append(Step(rule, "matched"))
             return rule
@@ -249,56 +260,80 @@ class RuleSet:
         through the API) fails the event here, naming ``rule``: the first rule
         whose condition would have read the payload.
         """
-        values = {}
-        for name, field in self.fields.get(event_type, {}).items():
-            value = field.lookup(payload)
-            if isinstance(value, Absent):
-                if value.why is None:
-                    if not field.required:
-                        values[name] = field.default
-                    continue
-            elif field.type.accepts(value):
-                values[name] = cel_value(value)
-                continue
-            raise RuleError(
-                f"rule {rule.rule_id}: payload.{name}: {field.error(payload)}",
-                rule_id=rule.rule_id,
-            )
         variables: dict[str, Any] = {}
+        for key, field, accepts, value_name, has_name in self._reads.get(event_type, ()):
+            # A top-level field is read inline: this loop runs for every event.
+            value = payload.get(key, MISSING) if key is not None else field.lookup(payload)
+            if value.__class__ is Absent:
+                if value.why is not None:
+                    self._refuse(rule, field, payload)
+                if field.required:  # no value: has() is false, a read raises
+                    if has_name is not None:
+                        variables[has_name] = False
+                    continue
+                value = field.default
+            elif not accepts(value):
+                self._refuse(rule, field, payload)
+            if has_name is not None:
+                variables[has_name] = True
+            if value_name is not None:
+                variables[value_name] = cel_value(value)
         if self._reads_type:
             variables["event_type"] = event_type
         if self._reads_source:
             variables["source"] = source
         try:
-            return expressions.context(values, self._has_fields, variables)
+            return cel.Context(variables)
         except ValueError as exc:  # a string CEL cannot hold (a lone surrogate)
             reason = expressions.first_line(str(exc))
             raise RuleError(
                 f"rule {rule.rule_id}: the event cannot be read: {reason}", rule_id=rule.rule_id
             ) from exc
 
-    def _holds(self, rule: Rule, context: cel.Context, event_type: str, payload: Payload) -> bool:
-        assert rule.program is not None
-        try:
-            result = rule.program.execute(context)
-        except Exception as exc:
-            raise RuleError(
-                f"rule {rule.rule_id}: {self._diagnose(event_type, payload, exc)}",
-                rule_id=rule.rule_id,
-            ) from exc
-        if result is True or result is False:
-            return result
+    @staticmethod
+    def _refuse(rule: Rule, field: Field, payload: Payload) -> NoReturn:
         raise RuleError(
-            f"rule {rule.rule_id}: the condition gave {result!r}, not true or false",
+            f"rule {rule.rule_id}: payload.{field.name}: {field.error(payload)}",
             rule_id=rule.rule_id,
         )
 
-    def _diagnose(self, event_type: str, payload: Payload, exc: Exception) -> str:
-        """Name the ill-typed field when there is one: the usual cause, and the useful message."""
+    def _failure(self, rule: Rule, event_type: str, payload: Payload, exc: Exception) -> RuleError:
+        """The error of a condition that raised, naming the ill-typed field when there is one."""
         errors = self.field_errors(event_type, payload)
         if errors:
-            return "; ".join(f"payload.{k}: {v}" for k, v in sorted(errors.items()))
-        return expressions.first_line(str(exc))
+            reason = "; ".join(f"payload.{k}: {v}" for k, v in sorted(errors.items()))
+        else:
+            reason = expressions.first_line(str(exc))
+        return RuleError(f"rule {rule.rule_id}: {reason}", rule_id=rule.rule_id)
+
+
+# A field some condition of an event type reads: its payload key (None when nested), the
+# field, its type's test, and its flat variables for the value and for has() (None when no
+# condition reads it that way).
+_Read = tuple[str | None, Field, Callable[[Any], bool], str | None, str | None]
+
+
+def _reads(fields: Mapping[str, Field], rules: Sequence[Rule]) -> tuple[_Read, ...]:
+    """The fields ``rules`` read, as ``_context`` fills them: the others cost nothing per event.
+
+    Converting a value into CEL costs about half a microsecond, so a field
+    declared only for the API's checks is neither converted nor checked here.
+    """
+    variables = {v for r in rules if r.program for v in r.program.references()["variables"]}
+    reads = []
+    for name, field in fields.items():
+        value_name, has_name = expressions.flat_name(name), expressions.has_name(name)
+        if value_name in variables or has_name in variables:
+            reads.append(
+                (
+                    name if len(field.path) == 1 else None,
+                    field,
+                    field.type.accepts,
+                    value_name if value_name in variables else None,
+                    has_name if has_name in variables else None,
+                )
+            )
+    return tuple(reads)
 
 
 def _plain(value: Any) -> Any:

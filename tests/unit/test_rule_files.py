@@ -135,6 +135,15 @@ def test_a_wrong_typed_stored_field_is_a_rule_error_naming_the_rule():
         judge(rs, {"percent": "lots"})
 
 
+def test_a_field_no_condition_reads_does_not_fail_the_event():
+    """Only the fields a condition reads are checked when judging; the API checks them all."""
+    rs = ruleset(rule("big", "payload.percent >= 90", reason='"on {{payload.host}}"'))
+    stored = {"percent": 95, "host": 7, "inodes": "many"}  # written around the API
+    assert rs.field_errors("disk_full", stored).keys() == {"host", "inodes"}
+    verdict = rs.classify("disk_full", None, stored)
+    assert (verdict.rule_id, verdict.reason) == ("big", "on 7")
+
+
 def test_an_error_no_probe_reaches_fails_the_event_with_the_rule_id():
     rs = ruleset(rule("odd", "payload.inodes == 7 && 100 / (payload.inodes - 7) > 1"))
     assert judge(rs, {"percent": 1, "inodes": 6}) == "default"
