@@ -20,7 +20,7 @@ import time
 
 import psycopg
 
-from eventflo import batch_log, classifier, queue, rules, ruleversions
+from eventflo import batch_log, classifier, outbox, queue, rules, ruleversions
 from eventflo.config import Config
 from eventflo.rulecache import CannotLoad, RuleCache
 
@@ -51,6 +51,7 @@ class BatchStep:
         self._next_complaint = 0.0
         self._rng = rng or random.Random()
         self._claim_floor = queue.ClaimFloor()
+        self._outbox = outbox.Outbox(worker_id=worker_id)
         self.completed = 0
         self.failed = 0  # attempts that ended failed or retried
 
@@ -71,14 +72,15 @@ class BatchStep:
             return 0
         try:
             rule_set, rules_version = self._rules_for(conn, batch[0].rules_version)
+            targets = self._outbox.targets(conn, batch[0].endpoints_generation)
         except CannotLoad as exc:
             queue.release(conn, worker_id=self._worker_id, batch=batch)
             self._stop_claiming(exc)
             return 0
         except psycopg.Error:
-            # Reading the version failed, not the rules: give the batch back without spending
-            # its attempts if the connection still works (else the leases expire), then let
-            # the loop back off as for any database error.
+            # Reading the version or the endpoints failed, not the rules: give the batch
+            # back without spending its attempts if the connection still works (else the
+            # leases expire), then let the loop back off as for any database error.
             with contextlib.suppress(psycopg.Error):
                 queue.release(conn, worker_id=self._worker_id, batch=batch)
             raise
@@ -104,6 +106,7 @@ class BatchStep:
             max_attempts=config.max_attempts,
             backoffs=backoffs,
             rules_version=rules_version,
+            deliveries=self._outbox.plan(targets, verdicts, rules_version),
         )
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         erred = len(finished.retried) + len(finished.failed)

@@ -176,6 +176,16 @@ class Config:
             "doc": "on: requests need an API key (Authorization: Bearer); off: local development",
         },
     )
+    allow_private_endpoints: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "parse": _switch,
+            "doc": (
+                "on: endpoints may be plain http:// and on private or loopback addresses"
+                " (development, tests)"
+            ),
+        },
+    )
     log_format: str = dataclasses.field(
         default="text", metadata={"parse": _choice("text", "json"), "doc": "text or json"}
     )

@@ -117,9 +117,9 @@ def read_one_snapshot(conn: psycopg.Connection[Row]) -> None:
 
 
 def get(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> Row | None:
-    """The event with its result (while completed) and its attempt history, or None.
+    """The event with its result (while completed), its attempt history and deliveries, or None.
 
-    Both reads share one snapshot, so the history never disagrees with the status.
+    The reads share one snapshot, so the history never disagrees with the status.
     """
     with conn.transaction():
         read_one_snapshot(conn)
@@ -127,6 +127,9 @@ def get(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> Row | None:
         if row is None:
             return None
         history = conn.execute(QUERIES["list_event_attempts"], {"event_id": event_id}).fetchall()
+        deliveries = conn.execute(
+            QUERIES["list_event_deliveries"], {"event_id": event_id}
+        ).fetchall()
     result = None
     if row["severity"] is not None:
         result = {
@@ -152,6 +155,7 @@ def get(conn: psycopg.Connection[Row], event_id: uuid.UUID) -> Row | None:
         "completed_at": row["completed_at"],
         "result": result,
         "history": history,
+        "deliveries": deliveries,
     }
 
 

@@ -14,15 +14,19 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
 
 from eventflo.rules import Classification
 from eventflo.sql import QUERIES
 from eventflo.status import Status
+
+if TYPE_CHECKING:  # outbox imports this module
+    from eventflo.outbox import Planned
 
 Row = dict[str, Any]
 
@@ -42,6 +46,8 @@ class Claimed:
     run_at: dt.datetime
     # The active rule version the claim read: the batch is judged by it, and only by it.
     rules_version: int = 1
+    # The endpoints' generation the claim read: the batch's deliveries go to those endpoints.
+    endpoints_generation: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,13 +172,15 @@ def finish(
     max_attempts: int,
     backoffs: Sequence[float],
     rules_version: int | None = None,
+    deliveries: Planned | None = None,
 ) -> Finished:
     """Write a batch's outcomes in one transaction; returns the events written, by outcome.
 
     Every write is fenced on the lease: an event whose lease another worker
     rescued is left alone, so a slow worker can never overwrite it.
     ``backoffs`` pairs with ``failures``. The results record ``rules_version``,
-    by default the version the claim returned.
+    by default the version the claim returned. ``deliveries`` (the outbox)
+    are written for the completed events only.
     """
     completed: list[Row] = []
     erred: list[Row] = []
@@ -196,6 +204,8 @@ def finish(
             version = leased[0].event.rules_version if rules_version is None else rules_version
             _store_results(conn, leased, held={row["id"] for row in held}, rules_version=version)
             completed.extend(held)
+        if deliveries is not None and completed:
+            _store_deliveries(conn, deliveries.held({row["id"] for row in completed}))
         if failures:
             erred = conn.execute(
                 QUERIES["fail_events"],
@@ -285,6 +295,23 @@ def _store_results(
             "escalates": [c.should_escalate for c in distinct],
             "rule_ids": [c.rule_id for c in distinct],
             "rules_version": rules_version,
+        },
+    )
+
+
+def _store_deliveries(conn: psycopg.Connection[Row], deliveries: Planned) -> None:
+    """The outbox rows of the completed events, in the completion's transaction."""
+    if not len(deliveries):
+        return
+    conn.execute(
+        QUERIES["store_deliveries"],
+        {
+            "targets": list(dict.fromkeys(deliveries.endpoint_ids)),
+            "endpoint_ids": deliveries.endpoint_ids,
+            "event_ids": deliveries.event_ids,
+            "positions": deliveries.positions,
+            # As jsonb[]: each result is parsed once per batch, not once per delivery.
+            "results": [Jsonb(result) for result in deliveries.results],
         },
     )
 

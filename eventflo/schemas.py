@@ -168,6 +168,18 @@ class AttemptSchema(ma.Schema):
     error = fields.String(allow_none=True)
 
 
+class DeliverySummarySchema(ma.Schema):
+    delivery_id = fields.UUID(
+        metadata={"description": "Also the webhook-id a receiver sees, the same on every attempt"}
+    )
+    endpoint = fields.String(metadata={"description": "The endpoint's name"})
+    status = fields.String(validate=validate.OneOf(("pending", "delivered", "failed")))
+    attempts = fields.Integer()
+    last_status_code = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    delivered_at = fields.DateTime(allow_none=True)
+
+
 class EventSchema(ma.Schema):
     """One event as GET /events/{event_id} shows it."""
 
@@ -184,6 +196,10 @@ class EventSchema(ma.Schema):
     completed_at = fields.DateTime(allow_none=True)
     result = fields.Nested(ResultSchema, allow_none=True)
     history = fields.List(fields.Nested(AttemptSchema))
+    deliveries = fields.List(
+        fields.Nested(DeliverySummarySchema),
+        metadata={"description": "Deliveries of its verdicts to endpoints, oldest first"},
+    )
 
 
 class EventSummarySchema(ma.Schema):

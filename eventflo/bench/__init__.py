@@ -46,6 +46,7 @@ MODES: Mapping[str, str] = {
     "memory": "eventflo.bench.memory",
     "rules": "eventflo.bench.rule_speed",
     "rules-drain": "eventflo.bench.rules_drain",
+    "outbox-drain": "eventflo.bench.outbox_drain",
 }
 MODE_NAMES = tuple(MODES)
 DEFAULT_MODES = ("drain", "floor")

@@ -65,8 +65,8 @@ SELECT avg(octet_length(bench_payload(i)::text))::float8 AS bytes
 FROM generate_series(1, 1000) AS i;
 
 -- name: truncate_events
--- An empty queue: no events, results or attempts.
-TRUNCATE events, event_processing_results, event_attempts;
+-- An empty queue: no events, results, attempts or deliveries.
+TRUNCATE events, event_processing_results, event_attempts, deliveries, delivery_attempts;
 
 -- name: delete_drained_events
 -- Remove the events of the previous drain (their results and attempts go with them), keep the stored ones.
@@ -343,3 +343,11 @@ FROM event_attempts;
 INSERT INTO events (event_type, source, payload)
 VALUES (%(event_type)s, %(source)s, %(payload)s)
 RETURNING id;
+
+-- name: remove_bench_endpoints
+-- The outbox-drain mode's endpoint, with its deliveries (there is no other endpoint in a scratch database).
+DELETE FROM endpoints;
+
+-- name: count_deliveries
+-- The deliveries the last drain wrote.
+SELECT count(*) AS deliveries FROM deliveries;

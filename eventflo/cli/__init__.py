@@ -1,4 +1,4 @@
-"""The ``eventflo`` command: migrate, serve, workers, replay, purge, stats, keys, rules, dev, bench.
+"""The ``eventflo`` command: migrate, serve, workers, replay, purge, stats, keys, rules, …
 
 This package holds only the command line: each command parses its options,
 calls the module that does the work, and prints. The settings are read once
@@ -16,6 +16,7 @@ import click
 from eventflo.cli.api_keys import keys_group
 from eventflo.cli.benchmark import bench_command
 from eventflo.cli.context import CliState, database_errors
+from eventflo.cli.endpoints import endpoints_group
 from eventflo.cli.maintenance import purge, replay_command
 from eventflo.cli.migrations import migrate_command
 from eventflo.cli.monitoring import stats_command, workers_command
@@ -54,6 +55,7 @@ for command in (
     workers_command,
     keys_group,
     rules_group,
+    endpoints_group,
     dev,
     bench_command,
 ):

@@ -137,7 +137,10 @@ def bench_command(
     rules-drain (the drain judged by a catch-all rule, the shipped rules and
     the generated set, interleaved in each run: events/s of each and the
     ratios shipped / catch-all, target 90 %, and generated / catch-all on
-    the same events, target 80 %). Default: drain floor.
+    the same events, target 80 %), outbox-drain (the drain with no endpoint
+    and with one whose filter matches every verdict, so each event also
+    writes a delivery: events/s of both and their ratio, target 80 %).
+    Default: drain floor.
 
     Runs in a scratch database created on the configured server (the role
     needs CREATEDB) and dropped at the end; your data is never touched. The

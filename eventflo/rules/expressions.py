@@ -138,23 +138,37 @@ def _flatten_code(code: str) -> str:
     return _PAYLOAD_DOT.sub(lambda m: flat_name(_path(m.group(1))), code)
 
 
+def macro_variables(expression: str) -> set[str]:
+    """The loop variables of ``expression``'s macros: ``x`` in ``[1, 2].all(x, x > 0)``."""
+    return {name for name in _MACRO.findall(_code(expression)) if name}
+
+
+def bounds_problem(expression: str, noun: str, variables: Iterable[str]) -> str | None:
+    """What keeps ``expression`` from running within the bounds above, if anything.
+
+    ``noun`` names it in the message (a rule's condition, an endpoint's
+    filter); a macro variable may not hide one of ``variables``.
+    """
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        return f"the {noun} is {len(expression)} characters; the limit is {MAX_EXPRESSION_CHARS}"
+    if len(_MACRO.findall(_code(expression))) > MAX_MACROS:
+        return f"the {noun} uses more than {MAX_MACROS} list macros"
+    shadowing = sorted(macro_variables(expression) & set(variables))
+    if shadowing:
+        return f"a macro variable may not be named {shadowing[0]}"
+    return None
+
+
 def compile_condition(expression: str) -> tuple[cel.Program | None, list[str]]:
     """The program to run (flat, see above) and the problems that refuse the expression.
 
     The problems (syntax, size, unknown names) are those of the expression as
     written; the program is compiled from ``flatten(expression)``.
     """
-    if len(expression) > MAX_EXPRESSION_CHARS:
-        return None, [
-            f"the condition is {len(expression)} characters; the limit is {MAX_EXPRESSION_CHARS}"
-        ]
-    code = _code(expression)
-    bound = set(_MACRO.findall(code))  # a macro's loop variable: ``[1, 2].all(x, x > 0)``
-    if len(_MACRO.findall(code)) > MAX_MACROS:
-        return None, [f"the condition uses more than {MAX_MACROS} list macros"]
-    shadowing = sorted(bound & VARIABLES)
-    if shadowing:
-        return None, [f"a macro variable may not be named {shadowing[0]}"]
+    problem = bounds_problem(expression, "condition", VARIABLES)
+    if problem is not None:
+        return None, [problem]
+    bound = macro_variables(expression)
     try:
         program = cel.compile(expression)
     except ValueError as exc:

@@ -56,6 +56,15 @@ FROM event_attempts
 WHERE event_id = %(event_id)s
 ORDER BY id;
 
+-- name: list_event_deliveries
+-- The deliveries of one event's verdicts, oldest first, with their endpoint's name.
+SELECT d.id AS delivery_id, e.name AS endpoint, d.status::text AS status, d.attempts,
+       d.last_status_code, d.created_at, d.delivered_at
+FROM deliveries AS d
+JOIN endpoints AS e ON e.id = d.endpoint_id
+WHERE d.event_id = %(event_id)s
+ORDER BY d.id;
+
 -- name: list_events
 -- A page of events, newest first, after the keyset cursor (an event id) when one is given.
 -- Ids are UUIDv7 ordered by insert time, so the primary key serves as the listing index.
@@ -106,7 +115,9 @@ SET status = 'processing',
 FROM due, rules
 WHERE e.id = due.id
 RETURNING e.id, e.event_type, e.source, e.payload, e.attempts, e.locked_until, e.run_at,
-          rules.version;
+          rules.version,
+          -- When it moves, the worker re-reads the endpoints (eventflo/outbox.py).
+          (SELECT generation FROM endpoint_generation);
 
 -- name: release_claims
 -- Give a batch back untouched (the worker cannot load the active rules): queued again, the attempt not spent.
@@ -180,6 +191,21 @@ SET severity = excluded.severity,
     rule_id = excluded.rule_id,
     rules_version = excluded.rules_version,
     processed_at = excluded.processed_at;
+
+-- name: store_deliveries
+-- The outbox: a delivery per completed event and matching endpoint, still enabled at commit.
+-- Each endpoint is locked once (a remove waits for this commit, then deletes what it wrote);
+-- results come once per distinct verdict, named by position, as in store_results.
+WITH live AS MATERIALIZED (
+    SELECT id FROM endpoints
+    WHERE id = ANY (%(targets)s::uuid[]) AND enabled
+    FOR KEY SHARE
+)
+INSERT INTO deliveries (endpoint_id, event_id, result)
+SELECT d.endpoint_id, d.event_id, (%(results)s::jsonb[])[d.result]
+FROM unnest(%(endpoint_ids)b::uuid[], %(event_ids)b::uuid[], %(positions)b::integer[])
+     AS d (endpoint_id, event_id, result)
+JOIN live ON live.id = d.endpoint_id;
 
 -- name: fail_events
 -- Record erred attempts of a batch: queue again after a back-off, or fail for good, fenced on the lease.
@@ -347,3 +373,7 @@ WHERE status = 'queued' AND run_at <= now();
 -- name: applied_migrations
 -- The migrations yoyo has applied to this database (readiness compares them with the files).
 SELECT migration_id FROM _yoyo_migration;
+
+-- name: enabled_endpoints
+-- The endpoints a worker evaluates filters for; the outbox insert re-checks enabled at commit.
+SELECT id, name, filter FROM endpoints WHERE enabled ORDER BY name;

@@ -30,7 +30,10 @@ FROM events
 WHERE id < %(id_bound)s::uuid
   AND status = ANY (%(statuses)s::event_status[])
   AND status IN ('completed', 'failed')
-  AND updated_at < %(cutoff)s::timestamptz;
+  AND updated_at < %(cutoff)s::timestamptz
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries AS d WHERE d.event_id = events.id AND d.status = 'pending'
+  );
 
 -- name: purge_batch
 -- Delete the next batch of old finished events in one short transaction; results and attempts go by ON DELETE CASCADE.
@@ -48,6 +51,10 @@ WITH doomed AS MATERIALIZED (
       -- Never an event that is waiting or in flight, whatever the caller asks.
       AND status IN ('completed', 'failed')
       AND updated_at < %(cutoff)s::timestamptz
+      -- Kept while a delivery of its verdict waits: the deliverer reads the event to send it.
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries AS d WHERE d.event_id = events.id AND d.status = 'pending'
+      )
     ORDER BY id
     LIMIT %(batch_size)s
     FOR UPDATE SKIP LOCKED

@@ -1,5 +1,5 @@
-"""The ``held-xmin``, ``memory``, ``rules`` and ``rules-drain`` bench modes, and ``--rules FILE``,
-at a small scale on a real PostgreSQL.
+"""The ``held-xmin``, ``memory``, ``rules``, ``rules-drain`` and ``outbox-drain`` bench modes,
+and ``--rules FILE``, at a small scale on a real PostgreSQL.
 
 As in test_bench.py: every event is processed exactly once (the modes check
 it and report an error instead of a number otherwise), the JSON carries the
@@ -274,6 +274,53 @@ def test_rules_drain_drains_each_way_with_its_version_and_gives_both_ratios(
     assert "catch-all rule, shipped mix (version 2)" in result.stderr
     assert "shipped rules, shipped mix (version 1)" in result.stderr
     assert "generated 202 rules, generated mix (version 3)" in result.stderr
+    assert _scratch_databases(pg_server, database_url) == []
+
+
+def test_outbox_drain_writes_one_delivery_per_event_with_the_endpoint_and_none_without(
+    pg_server, database_url
+):
+    result = _bench(
+        database_url,
+        "outbox-drain",
+        "--events", "400", "--batch-size", "20", "--workers", "2", "--runs", "2", "--json",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    report = _report(result)
+    # ok means each drain processed every event exactly once and wrote one delivery per
+    # event with the endpoint, none without it.
+    assert report["ok"] is True
+    mode = report["modes"]["outbox-drain"]
+    assert mode["error"] is None
+    assert set(mode["figures"]) == {
+        "no_endpoint_events_per_s",
+        "one_endpoint_events_per_s",
+        "ratio",
+    }
+    runs = {key: figure["runs"] for key, figure in mode["figures"].items()}
+    assert all(len(values) == 2 and min(values) > 0 for values in runs.values())
+    assert runs["ratio"] == [
+        pytest.approx(one / none)
+        for one, none in zip(
+            runs["one_endpoint_events_per_s"], runs["no_endpoint_events_per_s"], strict=True
+        )
+    ]
+    ratio = report["ratios"]["outbox_drain_one_endpoint_vs_none"]
+    assert (ratio["value"], ratio["target"]) == (mode["figures"]["ratio"]["median"], 0.8)
+    assert ratio["passed"] is (ratio["value"] >= 0.8)
+    # Both orders, one per run.
+    stages = [
+        line.removeprefix("outbox-drain: ")
+        for line in result.stderr.splitlines()
+        if line.endswith(("outbox-drain: no endpoint", "outbox-drain: one endpoint"))
+    ]
+    assert stages == [
+        "no endpoint",
+        "one endpoint",
+        "one endpoint",
+        "no endpoint",
+    ]
     assert _scratch_databases(pg_server, database_url) == []
 
 

@@ -78,9 +78,11 @@ def test_migrate_lists_then_applies_every_migration_on_an_empty_database(
 def test_migrate_rollback_then_reapply(invoke):
     rolled_back = invoke("migrate", "--rollback", "1")
     _assert_clean_exit(rolled_back, 0)
-    assert rolled_back.output.strip() == "rolled back 1 migration(s): 0008_rule_versions"
-    assert invoke("migrate", "--list").output.split() == ["0008_rule_versions"]
-    assert invoke("migrate").output.strip() == "applied 1 migration(s): 0008_rule_versions"
+    assert rolled_back.output.strip() == "rolled back 1 migration(s): 0009_endpoints_and_deliveries"
+    assert invoke("migrate", "--list").output.split() == ["0009_endpoints_and_deliveries"]
+    assert (
+        invoke("migrate").output.strip() == "applied 1 migration(s): 0009_endpoints_and_deliveries"
+    )
 
 
 # -- stats -----------------------------------------------------------------

@@ -16,6 +16,7 @@ ALL = [
     "0006_create_api_keys",
     "0007_workers_reaped",
     "0008_rule_versions",
+    "0009_endpoints_and_deliveries",
 ]
 
 
@@ -40,6 +41,10 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
         "rule_versions",
         "active_rule_version",
         "rule_activations",
+        "endpoints",
+        "deliveries",
+        "delivery_attempts",
+        "endpoint_generation",
     }
     assert migrate.pending(empty_database_url) == []
 
@@ -49,7 +54,8 @@ def test_apply_rollback_apply_round_trips(empty_database_url):
         leftovers = conn.execute(
             "SELECT typname FROM pg_type WHERE typname IN"
             " ('event_status', 'severity', 'attempt_outcome', 'api_key_scope',"
-            " 'event_type_name', 'event_source_text', 'event_payload', 'idempotency_key_text')"
+            " 'event_type_name', 'event_source_text', 'event_payload', 'idempotency_key_text',"
+            " 'endpoint_format', 'delivery_status')"
             " UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'eventflo_%'"
         ).fetchall()
     assert leftovers == []
@@ -68,8 +74,8 @@ def _columns(url: str, table: str) -> set[str]:
 
 def test_rollback_one_step_then_reapply(empty_database_url):
     migrate.apply(empty_database_url)
-    newest = ["0008_rule_versions", "0007_workers_reaped"]
-    assert migrate.rollback(empty_database_url, steps=2) == newest
+    newest = ["0009_endpoints_and_deliveries", "0008_rule_versions", "0007_workers_reaped"]
+    assert migrate.rollback(empty_database_url, steps=3) == newest
     assert migrate.pending(empty_database_url) == newest[::-1]
     assert "reaped_reason" not in _columns(empty_database_url, "workers")
     assert "rules_version" not in _columns(empty_database_url, "event_processing_results")
@@ -80,7 +86,8 @@ def test_rollback_one_step_then_reapply(empty_database_url):
 
 def test_rolling_back_the_hot_path_migration_restores_the_table_checks(empty_database_url):
     migrate.apply(empty_database_url)
-    assert migrate.rollback(empty_database_url, steps=5) == [
+    assert migrate.rollback(empty_database_url, steps=6) == [
+        "0009_endpoints_and_deliveries",
         "0008_rule_versions",
         "0007_workers_reaped",
         "0006_create_api_keys",

@@ -127,6 +127,26 @@ def test_purge_deletes_old_finished_events_with_their_results_and_history(invoke
     assert "nothing to purge" in again.output
 
 
+def test_an_event_with_a_pending_delivery_is_kept_until_it_is_sent(invoke, conn):
+    waiting = _add(conn, "completed")
+    sent = _add(conn, "completed")
+    conn.execute(
+        "INSERT INTO endpoints (name, url, format) VALUES ('ops', 'https://x.example/', 'slack')"
+    )
+    for event_id, status in ((waiting, "pending"), (sent, "delivered")):
+        conn.execute(
+            "INSERT INTO deliveries (endpoint_id, event_id, result, status, delivered_at)"
+            " SELECT id, %s, '{}', %s::delivery_status,"
+            " CASE WHEN %s = 'delivered' THEN now() END FROM endpoints",
+            [event_id, status, status],
+        )
+
+    assert "1 completed" in invoke("purge", "--dry-run").output
+    result = invoke("purge", "--yes")
+    _assert_clean_exit(result, 0)
+    assert _ids(conn) == {waiting}
+
+
 def test_purge_by_status_and_a_shorter_age(invoke, conn):
     completed = _add(conn, "completed", finished_days_ago=2)
     failed = _add(conn, "failed", finished_days_ago=2)
