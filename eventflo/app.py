@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import flask
 
 import eventflo
@@ -11,6 +13,7 @@ from eventflo import (
     appstate,
     auth,
     dashboard,
+    endpoints_api,
     health,
     logs,
     metrics,
@@ -22,6 +25,8 @@ from eventflo.appstate import AppState
 from eventflo.config import Config
 
 __all__ = ["AppState", "create_app"]
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -54,6 +59,7 @@ def create_app(
     api.register_blueprint(health.blp)
     api.register_blueprint(metrics.blp)
     api.register_blueprint(rules_api.blp)
+    api.register_blueprint(endpoints_api.blp)
     app.register_blueprint(apidocs.blp)
     app.register_blueprint(dashboard.blp)
     problems.register(app)
@@ -61,4 +67,10 @@ def create_app(
     config.require_database_url()
     appstate.install(app, AppState(config, rule_set))
     auth.init_app(app, api)
+    if config.allow_private_endpoints:
+        log.warning(
+            "EVENTFLO_ALLOW_PRIVATE_ENDPOINTS=on: endpoints may be plain http:// and on private"
+            " or loopback addresses; use this only for development, tests or receivers on your"
+            " own network"
+        )
     return app

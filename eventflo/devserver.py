@@ -115,6 +115,7 @@ def _run(
     signals.install_graceful_stop(stop, on_second=kill_children, message="stopping everything")
     env = {**os.environ}
     auth, auth_line = _auth_setting(config, env)
+    private_line = _private_endpoints_setting(env)
     try:
         if lock is None:
             assert config.database_url is not None
@@ -129,6 +130,7 @@ def _run(
         applied = migrate.apply(url)
         click.echo(f"migrations: {len(applied)} applied")
         click.echo(auth_line)
+        click.echo(private_line)
         env["EVENTFLO_DATABASE_URL"] = url
         base = [sys.executable, "-m", "eventflo"]
         # New sessions: Ctrl-C reaches only us, and we stop the children in order.
@@ -200,6 +202,22 @@ def _auth_setting(config: Config, env: dict[str, str]) -> tuple[bool, str]:
     return False, (
         "auth: off (EVENTFLO_AUTH=off) for local development: "
         "the API accepts requests without an API key"
+    )
+
+
+def _private_endpoints_setting(env: dict[str, str]) -> str:
+    """A development run lets endpoints be local receivers (``http://127.0.0.1:…``), and says so.
+
+    Only for the processes it starts: a command run from another shell
+    checks URLs as its own environment says.
+    """
+    name = "EVENTFLO_ALLOW_PRIVATE_ENDPOINTS"
+    if env.get(name, "").strip():
+        return f"endpoints: {name}={env[name].strip()} (as set)"
+    env[name] = "on"
+    return (
+        f"endpoints: {name}=on for local development: the API accepts endpoints on private"
+        " and loopback addresses, and plain http://"
     )
 
 

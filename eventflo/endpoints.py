@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from eventflo import delivery_filter, endpoint_urls, sql
+from eventflo import delivery_filter, endpoint_urls, errors, sql
 
 QUERIES = sql.load("endpoints.sql")
 
@@ -38,13 +38,10 @@ MAX_ROUTING_KEY_CHARS = 128
 Row = dict[str, Any]
 
 
-class EndpointError(ValueError):
-    """An endpoint request that cannot be carried out; the message says why."""
-
-
-class EndpointNotFound(EndpointError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no endpoint is named {name!r}")
+# The errors this module raises, in the domain's vocabulary (eventflo.errors): the API maps
+# them to 422, 409 and 404, the CLI to one line and exit status 1.
+EndpointError = errors.InvalidEndpoint
+EndpointNotFound = errors.EndpointNotFound
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,11 +143,11 @@ def create(
     if format == "pagerduty":
         if not routing_key or len(routing_key) > MAX_ROUTING_KEY_CHARS:
             raise EndpointError(
-                "a pagerduty endpoint needs --routing-key (its integration key,"
+                "a pagerduty endpoint needs a routing key (its integration key,"
                 f" 1 to {MAX_ROUTING_KEY_CHARS} characters)"
             )
     elif routing_key is not None:
-        raise EndpointError("--routing-key is for the pagerduty format only")
+        raise EndpointError("a routing key is for the pagerduty format only")
     # Last: the only check that may wait on the network (DNS).
     try:
         url = endpoint_urls.check_url(url, allow_private=allow_private)
@@ -172,7 +169,7 @@ def create(
                 },
             ).fetchone()
     except psycopg.errors.UniqueViolation:
-        raise EndpointError(f"an endpoint named {name!r} exists already") from None
+        raise errors.EndpointExists(f"an endpoint named {name!r} exists already") from None
     except psycopg.errors.IntegrityError as exc:  # a table check the checks above missed
         constraint = exc.diag.constraint_name or "a check"
         raise EndpointError(f"the endpoint is refused by the table's {constraint}") from None

@@ -39,6 +39,21 @@ class EventNotFound(EventFloError):
     """No event has the id asked for."""
 
 
+class InvalidEndpoint(EventFloError):
+    """An endpoint cannot be registered or changed as asked: its name, URL, filter, format, key."""
+
+
+class EndpointExists(InvalidEndpoint):
+    """Another endpoint has the name asked for."""
+
+
+class EndpointNotFound(EventFloError):
+    """No endpoint has the name asked for."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no endpoint is named {name!r}")
+
+
 class IdempotencyConflict(EventFloError):
     """An idempotency key named an event stored for a different request."""
 

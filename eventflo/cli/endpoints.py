@@ -28,7 +28,7 @@ def _errors(action: Callable[[], Any]) -> Any:
     """Run ``action``; an endpoint error is a one-line CLI error (exit 1)."""
     try:
         return action()
-    except endpoints.EndpointError as exc:
+    except (endpoints.EndpointError, endpoints.EndpointNotFound) as exc:
         raise click.ClickException(str(exc)) from None
 
 

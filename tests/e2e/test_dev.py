@@ -189,6 +189,13 @@ def test_dev_runs_everything_stops_on_ctrl_c_and_keeps_its_data(dev_children, da
     # The POST above carried no key: dev turned auth off, and said so.
     assert "auth: off (EVENTFLO_AUTH=off) for local development" in first.child.log()
     assert "EVENTFLO_AUTH=off: the API accepts every request without" in first.child.log()
+    # And let endpoints be local receivers, saying so too (and the API logs it at start-up).
+    assert "endpoints: EVENTFLO_ALLOW_PRIVATE_ENDPOINTS=on for local development" in (
+        first.child.log()
+    )
+    assert "EVENTFLO_ALLOW_PRIVATE_ENDPOINTS=on: endpoints may be plain http://" in (
+        first.child.log()
+    )
 
     with eventflo_dev(dev_children, data_dir) as second:
         event = second.session.get(f"{second.base_url}/events/{event_id}", timeout=10).json()

@@ -57,6 +57,13 @@ EXPECTED_SCOPES = {
     "events.list_events": "read",
     "rules.get_rules": "read",
     "rules.simulate_rules": "admin",
+    "endpoints.list_endpoints": "admin",
+    "endpoints.add_endpoint": "admin",
+    "endpoints.show_endpoint": "admin",
+    "endpoints.disable_endpoint": "admin",
+    "endpoints.enable_endpoint": "admin",
+    "endpoints.rotate_endpoint_secret": "admin",
+    "endpoints.remove_endpoint": "admin",
     "dashboard.page": "read",
     "dashboard.live": "read",
     "dashboard.replay": "admin",
@@ -415,6 +422,13 @@ def test_the_openapi_document_names_the_scheme_and_the_refusals(client):
         ("get", "/events/{event_id}"),
         ("get", "/rules"),
         ("post", "/rules/simulate"),
+        ("get", "/endpoints"),
+        ("post", "/endpoints"),
+        ("get", "/endpoints/{name}"),
+        ("delete", "/endpoints/{name}"),
+        ("post", "/endpoints/{name}/disable"),
+        ("post", "/endpoints/{name}/enable"),
+        ("post", "/endpoints/{name}/rotate-secret"),
     }
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():

@@ -98,7 +98,7 @@ def test_a_slack_token_and_a_routing_key_are_never_shown_whole(endpoints):
         (["--url", "ftp://x.example/"], "must start with https://"),
         (["--url", "http://127.0.0.1/", "--filter", "result.sevrity"], "has no field 'sevrity'"),
         (["--url", "http://127.0.0.1/", "--filter", "result.severity"], "true or false"),
-        (["--url", "http://127.0.0.1/", "--format", "pagerduty"], "needs --routing-key"),
+        (["--url", "http://127.0.0.1/", "--format", "pagerduty"], "needs a routing key"),
         (["--url", "http://127.0.0.1/", "--routing-key", "k"], "pagerduty format only"),
         (["--url", "http://127.0.0.1/", "--format", "teams"], "Invalid value for '--format'"),
     ],
