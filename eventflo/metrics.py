@@ -165,7 +165,33 @@ def _read(conn: db.Connection, config: Config) -> list[Metric]:
         workers,
         dead,
         oldest_xact,
+        *_deliveries(conn),
     ]
+
+
+def _deliveries(conn: db.Connection) -> list[Metric]:
+    """Endpoints by state, and what waits to be delivered to each."""
+    endpoints = GaugeMetricFamily(
+        "eventflo_endpoints", "Registered endpoints: enabled or disabled", labels=["state"]
+    )
+    pending = GaugeMetricFamily(
+        "eventflo_deliveries_pending",
+        "Deliveries waiting to be sent, by endpoint",
+        labels=["endpoint"],
+    )
+    oldest = GaugeMetricFamily(
+        "eventflo_oldest_pending_delivery_age_seconds",
+        "How long each endpoint's oldest pending delivery has waited since its verdict (0: none)",
+        labels=["endpoint"],
+    )
+    states = {"enabled": 0, "disabled": 0}
+    for row in conn.execute(QUERIES["endpoints_and_pending_deliveries"]):
+        states["enabled" if row["enabled"] else "disabled"] += 1
+        pending.add_metric([row["name"]], row["pending"])
+        oldest.add_metric([row["name"]], row["oldest_age_seconds"])
+    for state, count in states.items():
+        endpoints.add_metric([state], count)
+    return [endpoints, pending, oldest]
 
 
 def _latency_and_completed(

@@ -50,3 +50,14 @@ WHERE relid = 'events'::regclass;
 SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0)::float8 AS seconds
 FROM pg_stat_activity
 WHERE datname = current_database() AND xact_start IS NOT NULL AND pid <> pg_backend_pid();
+
+-- name: endpoints_and_pending_deliveries
+-- Each endpoint, enabled or not, with its pending deliveries and the oldest one's age
+-- (through the pending index: the read grows with what waits, not with history).
+SELECT e.name, e.enabled,
+       count(d.id) AS pending,
+       coalesce(extract(epoch FROM now() - min(d.created_at)), 0)::float8 AS oldest_age_seconds
+FROM endpoints AS e
+LEFT JOIN deliveries AS d ON d.endpoint_id = e.id AND d.status = 'pending'
+GROUP BY e.id, e.name, e.enabled
+ORDER BY e.name;

@@ -136,3 +136,34 @@ def test_workers_are_counted_as_the_registry_judges_them(client, conn):
     samples = _scrape(client)
     assert _one(samples, "eventflo_workers", state="live") == 1
     assert _one(samples, "eventflo_workers", state="silent") == 1
+
+
+def test_endpoints_and_their_pending_deliveries(client, conn):
+    samples = _scrape(client)
+    assert _one(samples, "eventflo_endpoints", state="enabled") == 0
+    assert _one(samples, "eventflo_endpoints", state="disabled") == 0
+    assert "eventflo_deliveries_pending" not in samples  # no endpoint, no series
+
+    conn.execute(
+        "INSERT INTO endpoints (name, url, format) VALUES"
+        " ('ops', 'https://ops.example/', 'slack'), ('old', 'https://old.example/', 'slack')"
+    )
+    conn.execute(
+        "UPDATE endpoints SET enabled = false, disabled_at = now(), disabled_reason = 'test'"
+        " WHERE name = 'old'"
+    )
+    for status, age in (("pending", "90 s"), ("pending", "10 s"), ("delivered", "1 hour")):
+        conn.execute(
+            "INSERT INTO deliveries (endpoint_id, event_id, result, status, created_at,"
+            " delivered_at) SELECT id, gen_random_uuid(), '{}', %s::delivery_status,"
+            " now() - %s::interval, CASE WHEN %s = 'delivered' THEN now() END"
+            " FROM endpoints WHERE name = 'ops'",
+            [status, age, status],
+        )
+    samples = _scrape(client)
+    assert _one(samples, "eventflo_endpoints", state="enabled") == 1
+    assert _one(samples, "eventflo_endpoints", state="disabled") == 1
+    assert _one(samples, "eventflo_deliveries_pending", endpoint="ops") == 2
+    assert _one(samples, "eventflo_deliveries_pending", endpoint="old") == 0
+    assert 90 <= _one(samples, "eventflo_oldest_pending_delivery_age_seconds", endpoint="ops") < 150
+    assert _one(samples, "eventflo_oldest_pending_delivery_age_seconds", endpoint="old") == 0
