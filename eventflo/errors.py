@@ -47,6 +47,14 @@ class EndpointExists(InvalidEndpoint):
     """Another endpoint has the name asked for."""
 
 
+class DeliveryNotFound(EventFloError):
+    """No delivery has the id asked for."""
+
+
+class DeliveryBusy(EventFloError):
+    """A delivery is being attempted right now, so it cannot be changed."""
+
+
 class EndpointNotFound(EventFloError):
     """No endpoint has the name asked for."""
 

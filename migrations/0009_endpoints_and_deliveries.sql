@@ -98,6 +98,7 @@ CREATE TABLE deliveries (
     -- makes new deliveries); the event itself never changes and is read when sending.
     result      jsonb           NOT NULL,
     status      delivery_status NOT NULL DEFAULT 'pending',
+    -- Attempts in the current run: a replay starts a new run at 0 (as events.attempts).
     attempts    integer         NOT NULL DEFAULT 0,
     run_at      timestamptz     NOT NULL DEFAULT now(),
     locked_by    text,
@@ -126,7 +127,9 @@ CREATE INDEX deliveries_event_idx ON deliveries (event_id);
 -- Three indexes, each written once per delivery at most: every one costs the drain.
 
 -- One row per attempt to send a delivery: what the receiver answered, or why it did not.
+-- `attempt` counts within a run, as deliveries.attempts does: a replay starts a new run.
 CREATE TABLE delivery_attempts (
+    id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     delivery_id   uuid        NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
     attempt       integer     NOT NULL,
     started_at    timestamptz NOT NULL,
@@ -136,10 +139,12 @@ CREATE TABLE delivery_attempts (
     response_body text,
     error         text,
 
-    PRIMARY KEY (delivery_id, attempt),
     CONSTRAINT delivery_attempts_attempt_positive CHECK (attempt >= 1),
     CONSTRAINT delivery_attempts_duration_nonnegative CHECK (duration_ms >= 0),
     CONSTRAINT delivery_attempts_response_body_size CHECK (octet_length(response_body) <= 1024),
     CONSTRAINT delivery_attempts_error_length CHECK (char_length(error) <= 1000),
     CONSTRAINT delivery_attempts_outcome CHECK (status_code IS NOT NULL OR error IS NOT NULL)
 );
+
+-- A delivery's attempts (its history), and the cascade when it is removed.
+CREATE INDEX delivery_attempts_delivery_idx ON delivery_attempts (delivery_id);

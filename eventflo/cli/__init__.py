@@ -16,6 +16,7 @@ import click
 from eventflo.cli.api_keys import keys_group
 from eventflo.cli.benchmark import bench_command
 from eventflo.cli.context import CliState, database_errors
+from eventflo.cli.deliveries import deliveries_group
 from eventflo.cli.endpoints import endpoints_group
 from eventflo.cli.maintenance import purge, replay_command
 from eventflo.cli.migrations import migrate_command
@@ -56,6 +57,7 @@ for command in (
     keys_group,
     rules_group,
     endpoints_group,
+    deliveries_group,
     dev,
     bench_command,
 ):

@@ -36,6 +36,16 @@ class EventId(click.ParamType[uuid.UUID, Any]):
             self.fail(f"{value!r} is not an event id (a UUID)")
 
 
+class DeliveryId(click.ParamType[uuid.UUID, Any]):
+    name = "delivery_id"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> uuid.UUID:
+        try:
+            return uuid.UUID(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a delivery id (a UUID)")
+
+
 class Duration(click.ParamType[dt.timedelta, Any]):
     """An age: a whole number and d, h, m or s (30d, 12h, 90m, 3600s)."""
 
