@@ -1,0 +1,85 @@
+"""A real HTTP receiver on loopback for delivery tests: scripted answers, every request kept."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What the receiver answers one request: a status, headers, a body, after a delay."""
+
+    status: int = 200
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    body: bytes = b"ok"
+    delay: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    client_port: int  # the same for requests that reused one connection
+
+
+class Receiver:
+    """Answers requests from ``script`` in turn (the last answer repeats); keeps each request."""
+
+    def __init__(self, script: list[Answer] | None = None) -> None:
+        self.script = list(script or [Answer()])
+        self.requests: list[Received] = []
+        self._lock = threading.Lock()
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def _next(self, received: Received) -> Answer:
+        with self._lock:
+            self.requests.append(received)
+            index = min(len(self.requests) - 1, len(self.script) - 1)
+            return self.script[index]
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Receiver]:
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                received = Received(self.path, headers, body, self.client_address[1])
+                answer = receiver._next(received)
+                time.sleep(answer.delay)
+                self.send_response(answer.status)
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(answer.body)))
+                self.end_headers()
+                self.wfile.write(answer.body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
