@@ -76,6 +76,23 @@ _SWITCH = {
 }
 
 
+def _schedule(raw: str) -> tuple[float, ...]:
+    """Seconds before each attempt: ``0,5,300`` (the first is usually 0: at once)."""
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise ValueError("must be seconds separated by commas, e.g. 0,5,300,1800") from None
+    if not 1 <= len(delays) <= 50 or any(not 0 <= d <= 7 * DAY for d in delays):
+        raise ValueError("must be 1 to 50 delays, each from 0 to 604800 seconds")
+    return delays
+
+
+def _public_url(raw: str) -> str:
+    if not raw.startswith(("https://", "http://")) or " " in raw:
+        raise ValueError("must be an http:// or https:// URL, e.g. https://eventflo.example.com")
+    return raw.rstrip("/")
+
+
 def _switch(raw: str) -> bool:
     try:
         return _SWITCH[raw.strip().lower()]
@@ -184,6 +201,48 @@ class Config:
                 "on: endpoints may be plain http:// and on private or loopback addresses"
                 " (development, tests)"
             ),
+        },
+    )
+    delivery_timeout: float = dataclasses.field(
+        default=15.0,
+        metadata={
+            "parse": _seconds(at_least=0.1, at_most=300.0),
+            "doc": "seconds a delivery waits to connect, and for each read of the answer",
+        },
+    )
+    delivery_retry_schedule: tuple[float, ...] = dataclasses.field(
+        default=(0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
+        metadata={
+            "parse": _schedule,
+            "doc": "seconds before each attempt of a delivery, comma-separated (Svix's schedule)",
+        },
+    )
+    delivery_concurrency: int = dataclasses.field(
+        default=16,
+        metadata={
+            "parse": _bounded_int(at_most=1000),
+            "doc": "requests a deliverer process has in flight at once",
+        },
+    )
+    delivery_per_endpoint: int = dataclasses.field(
+        default=4,
+        metadata={
+            "parse": _bounded_int(at_most=1000),
+            "doc": "requests a deliverer process has in flight to one endpoint at once",
+        },
+    )
+    endpoint_disable_after: float = dataclasses.field(
+        default=5 * DAY,
+        metadata={
+            "parse": _seconds(at_least=60.0, at_most=365 * DAY),
+            "doc": "seconds of failing every attempt after which an endpoint is disabled",
+        },
+    )
+    public_url: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "parse": _public_url,
+            "doc": "this API's address for people (https://…): deliveries link to events there",
         },
     )
     log_format: str = dataclasses.field(

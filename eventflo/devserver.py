@@ -141,13 +141,14 @@ def _run(
                 start_new_session=True,
             )
         )
+        children.append(subprocess.Popen([*base, "deliver"], env=env, start_new_session=True))
         children.append(
             subprocess.Popen([*base, "serve", "--port", str(port)], env=env, start_new_session=True)
         )
         if _api_answers(port, children, stop):
             click.echo(
                 f"EventFlo is running: API on http://{API_HOST}:{port}, "
-                f"{worker_processes} workers. Ctrl-C stops everything."
+                f"{worker_processes} workers, a deliverer. Ctrl-C stops everything."
             )
         while not stop.is_set():
             if any(child.poll() is not None for child in children):

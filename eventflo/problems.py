@@ -106,6 +106,8 @@ PROBLEMS: Mapping[type[Exception], Problem] = {
     errors.InvalidEndpoint: Problem(422, "Invalid endpoint"),
     errors.EndpointExists: Problem(409, "Endpoint exists"),
     errors.EndpointNotFound: Problem(404, "Endpoint not found"),
+    errors.DeliveryNotFound: Problem(404, "Delivery not found"),
+    errors.DeliveryBusy: Problem(409, "Delivery being sent"),
     errors.IdempotencyConflict: Problem(409, "Idempotency key reused with a different request"),
     errors.DatabaseUnavailable: Problem(503, "Database unavailable"),
     errors.SchemaNotCurrent: Problem(503, "Database schema not current"),

@@ -303,6 +303,7 @@ def _store_deliveries(conn: psycopg.Connection[Row], deliveries: Planned) -> Non
     """The outbox rows of the completed events, in the completion's transaction."""
     if not len(deliveries):
         return
+    conn.execute(QUERIES["notify_deliveries"])  # delivered at commit, like the rows
     conn.execute(
         QUERIES["store_deliveries"],
         {

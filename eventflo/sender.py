@@ -42,6 +42,7 @@ class Outcome:
     error: str | None
     duration_ms: float
     retry_after_seconds: float | None = None  # from a 429's or a 503's Retry-After
+    gone: bool = False  # nothing could be sent, and nothing ever will (its event is purged)
 
     @property
     def delivered(self) -> bool:
@@ -72,6 +73,8 @@ class Sender:
             return self._send(url, request, started)
         except endpoint_urls.EndpointUrlError as exc:
             return _error(str(exc), started)
+        except urllib3.exceptions.NewConnectionError as exc:  # a TimeoutError subclass in 2.x
+            return _error(f"cannot connect: {_reason(exc)}", started)
         except urllib3.exceptions.TimeoutError as exc:
             return _error(f"timed out: {_reason(exc)}", started)
         except urllib3.exceptions.HTTPError as exc:
@@ -81,6 +84,11 @@ class Sender:
 
     def _send(self, url: str, request: webhooks.Request, started: float) -> Outcome:
         parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" and not self._allow_private:
+            # Added while plain http:// was allowed; it is not any more.
+            raise endpoint_urls.EndpointUrlError(
+                "the URL is plain http://, allowed only with EVENTFLO_ALLOW_PRIVATE_ENDPOINTS=on"
+            )
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         addresses = self._resolve(host, port)
@@ -114,7 +122,7 @@ class Sender:
             retry_after = retry_after_seconds(response.headers.get("retry-after"))
         return Outcome(
             status_code=response.status,
-            response_body=start.decode("utf-8", errors="replace")[:MAX_RESPONSE_BYTES],
+            response_body=storable_text(start),
             error=None,
             duration_ms=_ms(started),
             retry_after_seconds=retry_after,
@@ -147,12 +155,22 @@ class Sender:
             self._pools.clear()
 
 
+def storable_text(raw: bytes, limit: int = MAX_RESPONSE_BYTES) -> str:
+    """An answer's start as text PostgreSQL stores: no NUL, at most ``limit`` bytes of UTF-8.
+
+    Receivers answer anything, binary included; what is kept is for people
+    to read (and is rendered escaped wherever it is shown).
+    """
+    text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    return text.encode()[:limit].decode("utf-8", errors="ignore")
+
+
 def retry_after_seconds(value: str | None, *, now: dt.datetime | None = None) -> float | None:
     """A Retry-After header in seconds (a number, or an HTTP date); None when absent or odd."""
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return min(float(text), MAX_RETRY_AFTER_SECONDS)
     try:
         when = email.utils.parsedate_to_datetime(text)

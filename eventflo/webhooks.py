@@ -130,7 +130,7 @@ def slack(delivery: Delivery) -> Request:
         },
     ]
     return Request(
-        _json({"text": _clip(headline), "blocks": blocks}),
+        _json({"text": _clip(_escape(headline)), "blocks": blocks}),
         {"content-type": "application/json", "user-agent": USER_AGENT},
     )
 

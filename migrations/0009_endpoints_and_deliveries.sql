@@ -31,6 +31,8 @@ CREATE TABLE endpoints (
     last_success_at timestamptz,
     failing_since   timestamptz,
     failure_streak  integer     NOT NULL DEFAULT 0,
+    -- A failing endpoint is backed off as a whole: no attempt to it before then.
+    paused_until    timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
 

@@ -7,7 +7,7 @@ import dataclasses
 import http.server
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +31,13 @@ class Received:
 class Receiver:
     """Answers requests from ``script`` in turn (the last answer repeats); keeps each request."""
 
-    def __init__(self, script: list[Answer] | None = None) -> None:
+    def __init__(
+        self,
+        script: list[Answer] | None = None,
+        on_request: Callable[[Received], None] | None = None,
+    ) -> None:
         self.script = list(script or [Answer()])
+        self.on_request = on_request  # runs before each answer (the sender is waiting)
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         self._server: http.server.ThreadingHTTPServer | None = None
@@ -62,6 +67,8 @@ class Receiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 received = Received(self.path, headers, body, self.client_address[1])
                 answer = receiver._next(received)
+                if receiver.on_request is not None:
+                    receiver.on_request(received)
                 time.sleep(answer.delay)
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():

@@ -21,7 +21,7 @@ from eventflo.cli.endpoints import endpoints_group
 from eventflo.cli.maintenance import purge, replay_command
 from eventflo.cli.migrations import migrate_command
 from eventflo.cli.monitoring import stats_command, workers_command
-from eventflo.cli.processes import dev, serve, worker_command
+from eventflo.cli.processes import deliver_command, dev, serve, worker_command
 from eventflo.cli.rules import rules_group
 
 
@@ -50,6 +50,7 @@ for command in (
     migrate_command,
     serve,
     worker_command,
+    deliver_command,
     replay_command,
     purge,
     stats_command,

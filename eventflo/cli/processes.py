@@ -71,6 +71,31 @@ def worker_command(state: CliState, processes: int) -> None:
         sys.exit(worker.run_supervisor(config, processes))
 
 
+@click.command("deliver")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Deliverer processes to run (each sends EVENTFLO_DELIVERY_CONCURRENCY at once).",
+)
+@pass_state
+def deliver_command(state: CliState, processes: int) -> None:
+    """Send the outbox's deliveries until SIGTERM or Ctrl-C (then finish the requests in flight).
+
+    Any number of deliverers may run, on any host: they share the outbox
+    with SKIP LOCKED. With --processes N, N processes run here, and one that
+    dies is restarted. See docs/delivery.md.
+    """
+    from eventflo import deliverer
+
+    config = state.database_config
+    if processes == 1:
+        deliverer.run_deliverer(config)
+    else:
+        sys.exit(deliverer.run_processes(config, processes))
+
+
 @click.command("dev")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option(

@@ -73,7 +73,7 @@ RETURNING e.id;
 -- Deliver to an endpoint again, with a clean failure record (or it would be disabled at once).
 UPDATE endpoints
 SET enabled = true, disabled_at = NULL, disabled_reason = NULL,
-    failing_since = NULL, failure_streak = 0, updated_at = now()
+    failing_since = NULL, failure_streak = 0, paused_until = NULL, updated_at = now()
 WHERE name = %(name)s
 RETURNING id;
 

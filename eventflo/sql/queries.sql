@@ -199,6 +199,7 @@ SET severity = excluded.severity,
 WITH live AS MATERIALIZED (
     SELECT id FROM endpoints
     WHERE id = ANY (%(targets)s::uuid[]) AND enabled
+    ORDER BY id  -- every lock on endpoints is taken in id order: no deadlock between them
     FOR KEY SHARE
 )
 INSERT INTO deliveries (endpoint_id, event_id, result)
@@ -249,6 +250,14 @@ LISTEN eventflo_queued;
 -- name: listen_eventflo_finished
 -- API processes wake long-polling requests when events finish.
 LISTEN eventflo_finished;
+
+-- name: listen_eventflo_deliveries
+-- Deliverers wake up on new deliveries.
+LISTEN eventflo_deliveries;
+
+-- name: notify_deliveries
+-- Wake the deliverers: one hint per batch that wrote deliveries.
+SELECT pg_notify('eventflo_deliveries', '');
 
 -- name: listen_eventflo_rules
 -- API processes learn at once that another rule version became active.

@@ -111,8 +111,8 @@ class DevRun:
             kill_if_same(self.postmaster, self.postmaster_start, signal.SIGQUIT)
 
 
-# The worker supervisor and its 2 workers, gunicorn's master and its 2 workers.
-DEV_PROCESSES = 6
+# The worker supervisor and its 2 workers, the deliverer, gunicorn's master and its 2 workers.
+DEV_PROCESSES = 7
 
 
 @contextlib.contextmanager

@@ -203,7 +203,7 @@ def second(database_url):
 
 
 @pytest.mark.parametrize("change", ["remove", "disable"])
-def test_a_remove_or_disable_waits_for_the_insert_in_flight(conn, second, change):
+def test_a_remove_or_disable_waits_for_the_insert_in_flight(conn, second, database_url, change):
     """The insert locks its endpoint till it commits: the change waits, then wins for good."""
     _endpoint(conn)
     _event(conn, CRITICAL)
@@ -227,7 +227,7 @@ def test_a_remove_or_disable_waits_for_the_insert_in_flight(conn, second, change
             )
             done = pool.submit(act)
             # Seen from a third session: pg_stat_activity holds still inside a transaction.
-            with psycopg.connect(conn.info.dsn, autocommit=True, row_factory=dict_row) as third:
+            with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as third:
                 waiting = poll_until(lambda: _waits_for_a_lock(third, conn.info.backend_pid), 10)
             assert waiting, f"the {change} did not wait for the insert's lock"
             assert not done.done()

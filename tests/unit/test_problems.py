@@ -42,6 +42,8 @@ def test_the_statuses_clients_rely_on():
         "InvalidEndpoint": 422,
         "EndpointExists": 409,
         "EndpointNotFound": 404,
+        "DeliveryNotFound": 404,
+        "DeliveryBusy": 409,
         "IdempotencyConflict": 409,
         "DatabaseUnavailable": 503,
         "SchemaNotCurrent": 503,

@@ -127,6 +127,7 @@ def test_slack_text_from_events_cannot_mention_or_link():
     reason = body["blocks"][1]["fields"][2]["text"]
     assert "<!channel>" not in reason and "&lt;!channel&gt;" in reason
     assert "<https://evil" not in reason
+    assert "<!channel>" not in body["text"] and "<https://evil" not in body["text"]
 
 
 def test_a_pagerduty_trigger_deduplicates_on_the_event_and_maps_the_severity():
