@@ -12,7 +12,7 @@ import click
 from eventflo import deliveries, endpoints, errors
 from eventflo.cli.context import CliState, pass_state
 from eventflo.cli.interaction import confirm_large
-from eventflo.cli.params import DeliveryId, Timestamp
+from eventflo.cli.params import Id, Timestamp
 
 
 @click.group("deliveries")
@@ -66,7 +66,7 @@ def _json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @deliveries_group.command("replay")
-@click.option("--id", "delivery_id", type=DeliveryId(), default=None, help="This delivery.")
+@click.option("--id", "delivery_id", type=Id("delivery"), default=None, help="This delivery.")
 @click.option("--endpoint", default=None, help="This endpoint's failed deliveries.")
 @click.option(
     "--status",

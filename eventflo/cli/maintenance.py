@@ -10,7 +10,7 @@ import click
 from eventflo import queue, replay, retention
 from eventflo.cli.context import CliState, pass_state
 from eventflo.cli.interaction import confirm_large, progress
-from eventflo.cli.params import Duration, EventId, Timestamp
+from eventflo.cli.params import Duration, Id, Timestamp
 from eventflo.status import Status
 
 # How many ids a dry run lists before it summarises the rest.
@@ -31,7 +31,7 @@ DRY_RUN_LISTED = 20
 )
 @click.option("--until", type=Timestamp(), default=None, help="Only events created before this.")
 @click.option(
-    "--id", "event_ids", type=EventId(), multiple=True, help="Only these events (repeatable)."
+    "--id", "event_ids", type=Id("event"), multiple=True, help="Only these events (repeatable)."
 )
 @click.option(
     "--rules-version-before",

@@ -26,24 +26,19 @@ class Timestamp(click.ParamType[dt.datetime, Any]):
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-class EventId(click.ParamType[uuid.UUID, Any]):
-    name = "event_id"
+class Id(click.ParamType[uuid.UUID, Any]):
+    """A UUID naming one ``what`` (an event, a delivery): a bad one says which it should be."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.name = f"{what}_id"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> uuid.UUID:
         try:
             return uuid.UUID(str(value))
         except ValueError:
-            self.fail(f"{value!r} is not an event id (a UUID)")
-
-
-class DeliveryId(click.ParamType[uuid.UUID, Any]):
-    name = "delivery_id"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> uuid.UUID:
-        try:
-            return uuid.UUID(str(value))
-        except ValueError:
-            self.fail(f"{value!r} is not a delivery id (a UUID)")
+            article = "an" if self.what[0] in "aeiou" else "a"
+            self.fail(f"{value!r} is not {article} {self.what} id (a UUID)")
 
 
 class Duration(click.ParamType[dt.timedelta, Any]):

@@ -14,8 +14,7 @@ from standardwebhooks import Webhook
 
 from eventflo import endpoints, events, sender
 from eventflo.deliverer import Deliverer
-from eventflo.worker import Worker
-from tests.integration.worker_harness import poll_until
+from tests.integration.worker_harness import closing_worker, poll_until
 from tests.receiver import Answer, Receiver
 
 CRITICAL = {"amount": 5000}  # payment_failed.large: CRITICAL, escalated
@@ -35,11 +34,8 @@ def settings(config):
 def _judged(settings, conn, payload=CRITICAL, event_type="payment_failed", source="billing"):
     """One event, judged by a worker (so its deliveries are in the outbox); its id."""
     event_id = events.insert(conn, events.NewEvent(event_type, payload, source)).event_id
-    worker = Worker(settings)
-    try:
+    with closing_worker(settings) as worker:
         assert worker.run_once() == 1
-    finally:
-        worker.close()
     return event_id
 
 

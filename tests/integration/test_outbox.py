@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import functools
 import logging
 
 import psycopg
 import pytest
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from eventflo import endpoints, events, outbox, queue, rules
-from eventflo.sql import QUERIES
-from eventflo.worker import Worker
-from tests.integration.worker_harness import poll_until
+from tests.integration.worker_harness import closing_worker, poll_until, waits_for_a_lock
 
 CRITICAL = {"amount": 5000}  # payment_failed.large: CRITICAL, escalated
 SMALL = {"amount": 10}  # payment_failed.small: HIGH, not escalated
@@ -40,17 +36,8 @@ def _deliveries(conn):
     ).fetchall()
 
 
-@contextlib.contextmanager
-def _worker(config):
-    worker = Worker(config)
-    try:
-        yield worker
-    finally:
-        worker.close()
-
-
 def _drain(config):
-    with _worker(config) as worker:
+    with closing_worker(config) as worker:
         while worker.run_once():
             pass
 
@@ -101,7 +88,7 @@ def test_each_endpoint_gets_what_its_filter_matches(config, conn):
 
 
 def test_an_endpoint_added_while_a_worker_runs_receives_the_next_claims(config, conn):
-    with _worker(config) as worker:
+    with closing_worker(config) as worker:
         _event(conn, CRITICAL)
         assert worker.run_once() == 1  # no endpoint yet: the worker has read none
         _endpoint(conn)
@@ -215,20 +202,11 @@ def test_a_remove_or_disable_waits_for_the_insert_in_flight(conn, second, databa
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
         with second.transaction():  # the outbox insert, its transaction still open
-            second.execute(
-                QUERIES["store_deliveries"],
-                {
-                    "targets": list(dict.fromkeys(planned.endpoint_ids)),
-                    "endpoint_ids": planned.endpoint_ids,
-                    "event_ids": planned.event_ids,
-                    "positions": planned.positions,
-                    "results": [Jsonb(result) for result in planned.results],
-                },
-            )
+            queue._store_deliveries(second, planned)
             done = pool.submit(act)
             # Seen from a third session: pg_stat_activity holds still inside a transaction.
             with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as third:
-                waiting = poll_until(lambda: _waits_for_a_lock(third, conn.info.backend_pid), 10)
+                waiting = poll_until(lambda: waits_for_a_lock(third, conn.info.backend_pid), 10)
             assert waiting, f"the {change} did not wait for the insert's lock"
             assert not done.done()
         outcome = done.result(timeout=30)  # the commit released it
@@ -240,13 +218,6 @@ def test_a_remove_or_disable_waits_for_the_insert_in_flight(conn, second, databa
     else:
         assert not outcome.enabled
         assert _all_deliveries(conn) == 1  # written before the disable: it waits, pending
-
-
-def _waits_for_a_lock(observer, pid: int) -> bool:
-    row = observer.execute(
-        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]
-    ).fetchone()
-    return row is not None and row["wait_event_type"] == "Lock"
 
 
 @pytest.fixture

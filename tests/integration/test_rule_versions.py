@@ -8,7 +8,6 @@ connections of their own.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import json
 import pathlib
@@ -24,7 +23,7 @@ from eventflo.sql import QUERIES
 from eventflo.worker import Worker
 from tests.integration.conftest import assert_clean_exit
 from tests.integration.test_api import assert_problem
-from tests.integration.worker_harness import poll_until
+from tests.integration.worker_harness import closing_worker, poll_until
 from tests.rule_files import DISK_RULES
 
 DISK_EVENT = {"event_type": "disk_full", "payload": {"percent": 95, "host": "db1"}}
@@ -59,15 +58,6 @@ def _result(conn, event_id):
         " LEFT JOIN event_processing_results AS r ON r.event_id = e.id WHERE e.id = %s",
         [event_id],
     ).fetchone()
-
-
-@contextlib.contextmanager
-def _worker(config):
-    worker = Worker(config)
-    try:
-        yield worker
-    finally:
-        worker.close()
 
 
 # -- the migration's version 1 -------------------------------------------------
@@ -329,7 +319,7 @@ def test_the_claim_stays_one_statement_reading_the_active_row():
 
 def test_results_record_the_version_that_judged_them(config, conn):
     before = _insert_event(conn)
-    with _worker(config) as worker:
+    with closing_worker(config) as worker:
         assert worker.run_once() == 1
     assert dict(_result(conn, before)) == {
         "status": "completed",
@@ -339,7 +329,7 @@ def test_results_record_the_version_that_judged_them(config, conn):
     }
     ruleversions.apply(conn, rules.load(DISK_RULES), message="", created_by="t")
     after = _insert_event(conn)
-    with _worker(config) as worker:
+    with closing_worker(config) as worker:
         assert worker.run_once() == 1
     assert dict(_result(conn, after)) == {
         "status": "completed",
@@ -355,7 +345,7 @@ def test_events_of_one_batch_judged_by_one_rule_keep_their_own_texts(config, con
     ruleversions.apply(conn, rules.load(DISK_RULES), message="", created_by="t")
     hosts = ["db1", "db2", "db3"]
     ids = [_insert_event(conn, payload={"percent": 95, "host": h}) for h in hosts]
-    with _worker(config) as worker:
+    with closing_worker(config) as worker:
         assert worker.run_once() == 3  # one batch
     reasons = conn.execute(
         "SELECT classification_reason FROM event_processing_results"
@@ -399,7 +389,7 @@ def test_a_worker_that_cannot_load_the_active_version_gives_the_batch_back_and_w
 ):
     event_id = _insert_event(conn)
     _activate_unloadable(conn)
-    with _worker(config) as worker:
+    with closing_worker(config) as worker:
         assert worker.run_once() == 0
         assert not worker.batch.claiming
         row = conn.execute(
@@ -444,11 +434,11 @@ def test_a_version_this_code_cannot_load_is_not_read_again_on_every_poll(conn, d
 
 def test_replay_rules_version_before_requeues_only_older_verdicts(invoke, config, conn, tmp_path):
     old = _insert_event(conn)
-    with _worker(config) as worker:
+    with closing_worker(config) as worker:
         worker.run_once()
     assert_clean_exit(_apply(invoke, _write(tmp_path, "disk.yaml", DISK_RULES)), 0)
     new = _insert_event(conn)
-    with _worker(config) as worker:
+    with closing_worker(config) as worker:
         worker.run_once()
 
     dry = invoke("replay", "--status", "completed", "--rules-version-before", "2", "--dry-run")
@@ -459,7 +449,7 @@ def test_replay_rules_version_before_requeues_only_older_verdicts(invoke, config
     assert "requeued 1 event(s)" in done.output
     assert _result(conn, old)["status"] == "queued"
     assert _result(conn, new)["status"] == "completed"
-    with _worker(config) as worker:
+    with closing_worker(config) as worker:
         worker.run_once()
     assert dict(_result(conn, old)) == {
         "status": "completed",
@@ -542,7 +532,7 @@ def test_get_rules_shows_the_active_version_with_its_fields_and_rules(make_app, 
 def test_get_events_shows_the_results_rules_version(make_app, config, conn):
     client = make_app().test_client()
     event_id = client.post("/events", json=DISK_EVENT).get_json()["event_id"]
-    with _worker(dataclasses.replace(config)) as worker:
+    with closing_worker(dataclasses.replace(config)) as worker:
         worker.run_once()
     assert client.get(f"/events/{event_id}").get_json()["result"]["rules_version"] == 1
 

@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from eventflo import rules
+from eventflo.config import Config
 from eventflo.worker import Worker
 
 T = TypeVar("T")
@@ -50,18 +52,34 @@ def outcome_in_flight(
         blocker.execute("LOCK TABLE event_processing_results IN EXCLUSIVE MODE")
         future = pool.submit(finish)
         try:
-
-            def waiting() -> bool:
-                row = observer.execute(
-                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
-                    [conn.info.backend_pid],
-                ).fetchone()
-                return bool(row and row[0])
-
-            assert poll_until(waiting, timeout=10), "the outcome never reached the results"
+            assert poll_until(
+                lambda: waits_for_a_lock(observer, conn.info.backend_pid), timeout=10
+            ), "the outcome never reached the results"
             yield future
         finally:
             blocker.execute("ROLLBACK")
+
+
+def waits_for_a_lock(observer: psycopg.Connection[Any], pid: int) -> bool:
+    """Whether the session ``pid`` waits for a lock, as ``observer`` (autocommit) sees it.
+
+    From a session of its own: inside a transaction pg_stat_activity holds still.
+    """
+    with observer.cursor(row_factory=tuple_row) as cursor:
+        row = cursor.execute(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [pid]
+        ).fetchone()
+    return bool(row and row[0])
+
+
+@contextlib.contextmanager
+def closing_worker(config: Config) -> Iterator[Worker]:
+    """A worker to drive with ``run_once()``; its connections closed after the block."""
+    worker = Worker(config)
+    try:
+        yield worker
+    finally:
+        worker.close()
 
 
 @contextlib.contextmanager
