@@ -225,7 +225,7 @@ class Config:
         },
     )
     delivery_per_endpoint: int = dataclasses.field(
-        default=4,
+        default=8,
         metadata={
             "parse": _bounded_int(at_most=1000),
             "doc": "requests a deliverer process has in flight to one endpoint at once",

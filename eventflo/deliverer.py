@@ -11,14 +11,14 @@ Outcomes: a 2xx is delivered. A 410 Gone fails the delivery and disables
 its endpoint. Anything else (another status, a timeout, a refused
 connection, an address that may not be reached) is attempted again after
 the next delay of the schedule (``EVENTFLO_DELIVERY_RETRY_SCHEDULE``,
-jittered by ±10 %) or after the receiver's ``Retry-After`` on a 429 or a
-503; after the last one it is failed, kept and replayable. A failing
-endpoint is backed off as a whole: it is paused until its next attempt is
-due and then probed with one delivery at a time, and one that has failed
-everything for ``EVENTFLO_ENDPOINT_DISABLE_AFTER`` is disabled. An endpoint
-with requests in flight in this process gets no more until they end, so
-a slow one never holds more than ``EVENTFLO_DELIVERY_PER_ENDPOINT`` threads
-and never slows the others.
+jittered by ±10 %), or after a 429's or a 503's ``Retry-After`` when that
+is longer; after the last one it is failed, kept and replayable. A failing
+endpoint (no answer, a 5xx, a 429) is backed off as a whole: paused on its
+own failure streak, then probed with one delivery at a time; one that has
+failed everything for ``EVENTFLO_ENDPOINT_DISABLE_AFTER`` is disabled. A
+process has at most ``EVENTFLO_DELIVERY_PER_ENDPOINT`` requests in flight
+to one endpoint, so a slow one never holds more threads than that and
+never slows the others.
 
 It wakes on NOTIFY ``eventflo_deliveries`` (sent with each batch of
 verdicts that made deliveries) and polls every ``EVENTFLO_POLL_INTERVAL``
@@ -28,6 +28,7 @@ requests in flight (at most two timeouts), then records them and exits.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import datetime as dt
@@ -45,7 +46,7 @@ from typing import Any
 
 import psycopg
 
-from eventflo import db, logs, signals, sql, webhooks
+from eventflo import db, logs, queue, signals, sql, webhooks
 from eventflo.config import Config
 from eventflo.listener import Listener
 from eventflo.sender import Outcome, Sender
@@ -219,7 +220,7 @@ class Deliverer:
             if self._listener_has_news():
                 self._look = True
         self._disable_failing_if_due(conn)
-        if not claimed and not self._in_flight:
+        if not claimed and not self._in_flight and not self._look:
             self._idle()
             self._look = True
 
@@ -269,14 +270,15 @@ class Deliverer:
         free = self.config.delivery_concurrency - len(self._in_flight)
         if free <= 0 or self.stop.is_set():
             return 0
-        busy = list({claim["endpoint_id"] for claim in self._in_flight.values()})
+        busy = collections.Counter(claim["endpoint_id"] for claim in self._in_flight.values())
         rows = conn.execute(
             QUERIES["claim_deliveries"],
             {
                 "deliverer_id": self.deliverer_id,
                 "batch_size": free,
                 "per_endpoint": self.config.delivery_per_endpoint,
-                "busy_endpoints": busy,
+                "busy_endpoints": list(busy),
+                "busy_counts": list(busy.values()),
                 "lease_seconds": self.lease_seconds,
             },
         ).fetchall()
@@ -304,7 +306,9 @@ class Deliverer:
             return
         schedule = self.config.delivery_retry_schedule
         steps = [next_step(a.claim["attempts"], a.outcome, schedule, self._rng) for a in attempts]
-        with conn.transaction():
+        # Pipelined, as the worker's outcomes are (queue.pipelined_transaction): two round
+        # trips for the round, not five; the main loop claims again only after it.
+        with queue.pipelined_transaction(conn):
             # Endpoints first, in id order, as every other lock on them is taken.
             conn.execute(
                 QUERIES["lock_endpoints"],

@@ -47,6 +47,7 @@ MODES: Mapping[str, str] = {
     "rules": "eventflo.bench.rule_speed",
     "rules-drain": "eventflo.bench.rules_drain",
     "outbox-drain": "eventflo.bench.outbox_drain",
+    "deliver": "eventflo.bench.deliver",
 }
 MODE_NAMES = tuple(MODES)
 DEFAULT_MODES = ("drain", "floor")

@@ -351,3 +351,51 @@ DELETE FROM endpoints;
 -- name: count_deliveries
 -- The deliveries the last drain wrote.
 SELECT count(*) AS deliveries FROM deliveries;
+
+-- name: one_delivery_per_event
+-- The deliver mode's backlog: one pending delivery per event, to the bench's endpoint.
+INSERT INTO deliveries (endpoint_id, event_id, result)
+SELECT ep.id, e.id,
+       '{"severity": "CRITICAL", "classification_reason": "Payment of 1000 or more failed",
+         "recommendation": "Escalate to the payments team", "should_escalate": true,
+         "rule": "payment_failed.large", "rules_version": 1}'::jsonb
+FROM events AS e CROSS JOIN endpoints AS ep;
+
+-- name: deliveries_by_status
+-- How far the deliverers are.
+SELECT count(*) FILTER (WHERE status = 'delivered') AS delivered,
+       count(*) FILTER (WHERE status = 'failed') AS failed
+FROM deliveries;
+
+-- name: delivery_window
+-- The deliveries/s window by the database's clock: first attempt's start to last delivery.
+SELECT (SELECT count(*) FROM delivery_attempts) AS attempts,
+       extract(epoch FROM (SELECT max(delivered_at) FROM deliveries)
+                          - (SELECT min(started_at) FROM delivery_attempts))::float8 AS seconds;
+
+-- name: insert_one_delivery
+-- One event and its delivery, committed with the NOTIFY a worker's outcome sends.
+WITH event AS (
+    INSERT INTO events (event_type, source) VALUES ('payment_failed', 'bench') RETURNING id
+),
+delivery AS (
+    INSERT INTO deliveries (endpoint_id, event_id, result)
+    SELECT ep.id, event.id, '{"severity": "LOW", "classification_reason": "bench",
+        "recommendation": "none", "should_escalate": false, "rule": "default",
+        "rules_version": 1}'::jsonb
+    FROM event, endpoints AS ep
+    RETURNING id
+)
+SELECT delivery.id, pg_notify('eventflo_deliveries', '') FROM delivery;
+
+-- name: delivery_latency
+-- One delivery's created → delivered, by the database's clock (null until delivered).
+SELECT extract(epoch FROM delivered_at - created_at)::float8 * 1000 AS ms
+FROM deliveries WHERE id = %(id)s;
+
+-- name: listening_deliverers
+-- Deliverer processes connected and listening for new deliveries.
+SELECT count(*) AS listening
+FROM pg_stat_activity
+WHERE datname = current_database() AND starts_with(application_name, 'eventflo-listen ')
+  AND query LIKE '%%LISTEN eventflo_deliveries%%';

@@ -139,8 +139,10 @@ def bench_command(
     ratios shipped / catch-all, target 90 %, and generated / catch-all on
     the same events, target 80 %), outbox-drain (the drain with no endpoint
     and with one whose filter matches every verdict, so each event also
-    writes a delivery: events/s of both and their ratio, target 80 %).
-    Default: drain floor.
+    writes a delivery: events/s of both and their ratio, target 80 %),
+    deliver (--events deliveries sent by 2 deliver processes to a local
+    receiver: deliveries/s, target 1,000; then one at a time: created →
+    delivered p50/p99). Default: drain floor.
 
     Runs in a scratch database created on the configured server (the role
     needs CREATEDB) and dropped at the end; your data is never touched. The

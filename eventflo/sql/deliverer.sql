@@ -16,12 +16,17 @@ WITH due AS MATERIALIZED (
           AND run_at <= now()
           AND (locked_until IS NULL OR locked_until < now())
         ORDER BY run_at
-        LIMIT CASE WHEN e.failure_streak > 0 THEN 1 ELSE %(per_endpoint)s END
+        -- What this process may still start for the endpoint: its bound (1 while it
+        -- fails) less the requests it already has in flight there.
+        LIMIT greatest(0, CASE WHEN e.failure_streak > 0 THEN 1 ELSE %(per_endpoint)s END
+                          - coalesce((SELECT busy.n
+                                      FROM unnest(%(busy_endpoints)s::uuid[],
+                                                  %(busy_counts)s::integer[]) AS busy (id, n)
+                                      WHERE busy.id = e.id), 0))
         FOR UPDATE SKIP LOCKED
     ) AS d
     WHERE e.enabled
       AND (e.paused_until IS NULL OR e.paused_until <= now())
-      AND NOT (e.id = ANY (%(busy_endpoints)s::uuid[]))
     LIMIT %(batch_size)s
 ),
 claimed AS (

@@ -1,5 +1,5 @@
-"""The ``held-xmin``, ``memory``, ``rules``, ``rules-drain`` and ``outbox-drain`` bench modes,
-and ``--rules FILE``, at a small scale on a real PostgreSQL.
+"""The ``held-xmin``, ``memory``, ``rules``, ``rules-drain``, ``outbox-drain`` and ``deliver``
+bench modes, and ``--rules FILE``, at a small scale on a real PostgreSQL.
 
 As in test_bench.py: every event is processed exactly once (the modes check
 it and report an error instead of a number otherwise), the JSON carries the
@@ -321,6 +321,25 @@ def test_outbox_drain_writes_one_delivery_per_event_with_the_endpoint_and_none_w
         "one endpoint",
         "no endpoint",
     ]
+    assert _scratch_databases(pg_server, database_url) == []
+
+
+def test_deliver_sends_every_delivery_once_and_times_one_at_a_time(pg_server, database_url):
+    result = _bench(database_url, "deliver", "--events", "300", "--runs", "1", "--json")
+
+    assert result.exit_code == 0, result.output
+    report = _report(result)
+    # ok means every delivery ended delivered, with exactly one attempt each.
+    assert report["ok"] is True
+    mode = report["modes"]["deliver"]
+    assert mode["error"] is None
+    figures = _medians(mode)
+    assert set(figures) == {"deliveries_per_s", "latency_p50_ms", "latency_p99_ms"}
+    assert figures["deliveries_per_s"] > 0
+    assert 0 < figures["latency_p50_ms"] <= figures["latency_p99_ms"] < 10_000
+    ratio = report["ratios"]["deliver_rate_vs_1000"]
+    assert ratio["value"] == pytest.approx(figures["deliveries_per_s"] / 1000)
+    assert ratio["passed"] is (ratio["value"] >= 1.0)
     assert _scratch_databases(pg_server, database_url) == []
 
 
