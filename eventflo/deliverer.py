@@ -492,7 +492,9 @@ def run_processes(config: Config, processes: int, *, shutdown_grace: float | Non
         if child.is_alive():
             child.kill()
             child.join()
-    return 0 if all(child.exitcode == 0 for child in children) else 1
+    # A child the SIGTERM found still starting (before its handler) had nothing in flight.
+    clean = (0, -signal.SIGTERM)
+    return 0 if all(child.exitcode in clean for child in children) else 1
 
 
 def child_main(config: Config) -> None:
