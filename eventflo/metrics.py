@@ -43,6 +43,12 @@ QUERIES = load("metrics.sql")
 # milliseconds, a backlog in seconds or minutes.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
+# Seconds from a verdict to its receiver's 2xx: milliseconds when all is well, hours while
+# an endpoint is down and retried on the schedule.
+DELIVERY_LATENCY_BUCKETS = (
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0, 1800.0, 7200.0, 36000.0, 86400.0
+)  # fmt: skip
+
 blp = Blueprint("metrics", __name__, description="Prometheus metrics")
 
 
@@ -191,7 +197,52 @@ def _deliveries(conn: db.Connection) -> list[Metric]:
         oldest.add_metric([row["name"]], row["oldest_age_seconds"])
     for state, count in states.items():
         endpoints.add_metric([state], count)
-    return [endpoints, pending, oldest]
+    return [endpoints, pending, oldest, *_delivery_outcomes(conn)]
+
+
+def _delivery_outcomes(conn: db.Connection) -> list[Metric]:
+    """Deliveries by endpoint and status, and the latency of the delivered ones, in one pass."""
+    by_status = CounterMetricFamily(
+        "eventflo_deliveries",
+        "Stored deliveries by endpoint and status (falls when endpoints are removed)",
+        labels=["endpoint", "status"],
+    )
+    per_status: collections.Counter[tuple[str, str]] = collections.Counter()
+    per_bucket = [0] * (len(DELIVERY_LATENCY_BUCKETS) + 1)
+    total_seconds = 0.0
+    rows = conn.execute(
+        QUERIES["deliveries_by_endpoint_status_and_latency"],
+        {"bounds": list(DELIVERY_LATENCY_BUCKETS)},
+    )
+    for row in rows:
+        per_status[(row["endpoint"], row["status"])] += row["deliveries"]
+        if row["status"] == "delivered" and row["bucket"] is not None:
+            per_bucket[row["bucket"]] += row["deliveries"]
+            total_seconds += row["seconds"] or 0.0
+    for (endpoint, status), count in sorted(per_status.items()):
+        by_status.add_metric([endpoint, status], count)
+    return [
+        by_status,
+        _histogram(
+            "eventflo_delivery_latency_seconds",
+            "Seconds from a verdict to its receiver's 2xx, over the stored delivered deliveries",
+            DELIVERY_LATENCY_BUCKETS,
+            per_bucket,
+            total_seconds,
+        ),
+    ]
+
+
+def _histogram(
+    name: str, documentation: str, bounds: Sequence[float], per_bucket: Sequence[int], total: float
+) -> Metric:
+    """A Prometheus histogram from per-bucket counts (``width_bucket``: 0 below the first bound)."""
+    cumulative, running = [], 0
+    for bound, count in zip(bounds, per_bucket, strict=False):
+        running += count
+        cumulative.append((_le(bound), running))
+    cumulative.append(("+Inf", sum(per_bucket)))
+    return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=total)
 
 
 def _latency_and_completed(
@@ -215,16 +266,12 @@ def _latency_and_completed(
     for (rule_id, severity), count in sorted(per_rule.items()):
         by_rule.add_metric([rule_id, severity], count)
     # Prometheus buckets are cumulative ("le"): events at or under each bound.
-    cumulative, running = [], 0
-    for bound, count in zip(LATENCY_BUCKETS, per_bucket, strict=False):
-        running += count
-        cumulative.append((_le(bound), running))
-    cumulative.append(("+Inf", sum(per_bucket)))
-    return HistogramMetricFamily(
+    return _histogram(
         "eventflo_event_latency_seconds",
         "Seconds from an event's insert to its completion, over the stored completed events",
-        buckets=cumulative,
-        sum_value=total_seconds,
+        LATENCY_BUCKETS,
+        per_bucket,
+        total_seconds,
     )
 
 

@@ -61,3 +61,14 @@ FROM endpoints AS e
 LEFT JOIN deliveries AS d ON d.endpoint_id = e.id AND d.status = 'pending'
 GROUP BY e.id, e.name, e.enabled
 ORDER BY e.name;
+
+-- name: deliveries_by_endpoint_status_and_latency
+-- Stored deliveries by endpoint and status, and the delivered ones by latency bucket
+-- (created → delivered), in one pass: like the events' counters, it reads what is stored.
+SELECT e.name AS endpoint, d.status::text AS status, count(*) AS deliveries,
+       width_bucket(extract(epoch FROM d.delivered_at - d.created_at)::float8,
+                    %(bounds)s::float8[]) AS bucket,
+       sum(extract(epoch FROM d.delivered_at - d.created_at))::float8 AS seconds
+FROM deliveries AS d
+JOIN endpoints AS e ON e.id = d.endpoint_id
+GROUP BY e.name, d.status, bucket;

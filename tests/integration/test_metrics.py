@@ -167,3 +167,25 @@ def test_endpoints_and_their_pending_deliveries(client, conn):
     assert _one(samples, "eventflo_deliveries_pending", endpoint="old") == 0
     assert 90 <= _one(samples, "eventflo_oldest_pending_delivery_age_seconds", endpoint="ops") < 150
     assert _one(samples, "eventflo_oldest_pending_delivery_age_seconds", endpoint="old") == 0
+
+
+def test_deliveries_by_endpoint_and_status_and_their_latency(client, conn):
+    conn.execute(
+        "INSERT INTO endpoints (name, url, format) VALUES ('ops', 'https://ops.example/', 'slack')"
+    )
+    for status, latency in (("delivered", "0.02 s"), ("delivered", "2 hours"), ("failed", None)):
+        conn.execute(
+            "INSERT INTO deliveries (endpoint_id, event_id, result, status, created_at,"
+            " delivered_at) SELECT id, gen_random_uuid(), '{}', %s::delivery_status,"
+            " now() - coalesce(%s::interval, '0 s'),"
+            " CASE WHEN %s = 'delivered' THEN now() END FROM endpoints",
+            [status, latency, status],
+        )
+    samples = _scrape(client)
+    assert _one(samples, "eventflo_deliveries_total", endpoint="ops", status="delivered") == 2
+    assert _one(samples, "eventflo_deliveries_total", endpoint="ops", status="failed") == 1
+    assert _one(samples, "eventflo_delivery_latency_seconds_count") == 2
+    assert _one(samples, "eventflo_delivery_latency_seconds_bucket", le="0.05") == 1
+    assert _one(samples, "eventflo_delivery_latency_seconds_bucket", le="7200") == 1
+    assert _one(samples, "eventflo_delivery_latency_seconds_bucket", le="36000") == 2
+    assert 7200 < _one(samples, "eventflo_delivery_latency_seconds_sum") < 7300
