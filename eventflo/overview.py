@@ -25,6 +25,7 @@ FAILED_LIMIT = 20
 TYPE_SCAN = 1000
 EVENT_TYPE_MAX_LENGTH = 100
 RULE_MATCH_HOURS = 24
+ENDPOINTS_LIMIT = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +95,8 @@ class Snapshot:
     rule_matches: list[RuleMatches]
     # None only in a database whose migrations stop before rule versions.
     rules_version: ActiveVersion | None
+    # Where verdicts are delivered, with their health (none in a database before endpoints).
+    endpoints: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def oldest_due_age(self) -> dt.timedelta | None:
@@ -129,6 +132,7 @@ def read(conn: db.Connection, filters: Filters, *, worker_timeout: float) -> Sna
         ]
         matches = conn.execute(QUERIES["rule_matches"], {"hours": RULE_MATCH_HOURS}).fetchall()
         active = conn.execute(QUERIES["active_rule_version"]).fetchone()
+        endpoints = conn.execute(QUERIES["endpoints_health"], {"limit": ENDPOINTS_LIMIT}).fetchall()
     if filters.event_type and filters.event_type not in types:
         types = sorted([*types, filters.event_type])
     return Snapshot(
@@ -143,6 +147,7 @@ def read(conn: db.Connection, filters: Filters, *, worker_timeout: float) -> Sna
         event_types=types,
         rule_matches=_with_shares(matches),
         rules_version=ActiveVersion(**active) if active else None,
+        endpoints=endpoints,
     )
 
 

@@ -545,3 +545,34 @@ def test_a_database_without_the_workers_table_is_a_503_saying_migrate(client, co
     text = parse(response).by_id("live-problem").text()
     assert "Database schema not current" in text and "eventflo migrate" in text
     assert_problem(client.get("/dashboard/live"), 503)
+
+
+def test_endpoints_are_listed_with_their_health(client, conn):
+    assert "No endpoints" in page(client).by_id("live-endpoints").text()
+    conn.execute(
+        "INSERT INTO endpoints (name, url, format, enabled, disabled_at, disabled_reason,"
+        " failure_streak, failing_since, last_success_at) VALUES"
+        " ('ok-one', 'https://a.example/', 'slack', true, NULL, NULL, 0, NULL, now()),"
+        " ('shaky', 'https://b.example/', 'slack', true, NULL, NULL, 3,"
+        "  now() - interval '2 hours', NULL),"
+        " ('gone', 'https://c.example/', 'slack', false, now(),"
+        "  'the endpoint answered 410 Gone <b>', 0, NULL, NULL)"
+    )
+    conn.execute(
+        "INSERT INTO deliveries (endpoint_id, event_id, result, status)"
+        " SELECT id, gen_random_uuid(), '{}', 'failed' FROM endpoints WHERE name = 'shaky'"
+    )
+    response = client.get("/dashboard")
+    table = parse(response).by_id("live-endpoints")
+    rows = {
+        row.attrs["data-endpoint"]: row
+        for row in table.find_all("tr")
+        if "data-endpoint" in row.attrs
+    }
+    assert set(rows) == {"ok-one", "shaky", "gone"}
+    assert "ok" in rows["ok-one"].text() and "ago" in rows["ok-one"].text()
+    assert "failing: 3 attempt(s) in a row since 2 h" in rows["shaky"].text()
+    assert rows["shaky"].text().split()[-1] == "1"  # failed deliveries
+    assert "disabled: the endpoint answered 410 Gone <b>" in rows["gone"].text()
+    assert "410 Gone <b>" not in response.get_data(as_text=True)  # escaped
+    assert "https://b.example" not in response.get_data(as_text=True)  # no URL shown
