@@ -59,11 +59,13 @@ class Sender:
         allow_private: bool,
         resolver: Callable[[str, int], list[str]] = endpoint_urls.resolve,
         connections_per_host: int = 4,
+        ca_certs: str | None = None,
     ) -> None:
         self._timeout = urllib3.Timeout(connect=timeout_seconds, read=timeout_seconds)
         self._allow_private = allow_private
         self._resolve = resolver
         self._per_host = connections_per_host
+        self._ca_certs = ca_certs  # None: the system's trusted authorities
         self._pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = {}
         self._lock = threading.Lock()
 
@@ -142,6 +144,7 @@ class Sender:
                         server_hostname=host,  # SNI, and the name the certificate must carry
                         assert_hostname=host,
                         cert_reqs="CERT_REQUIRED",
+                        ca_certs=self._ca_certs,
                     )
                 else:
                     pool = urllib3.HTTPConnectionPool(address, port, maxsize=self._per_host)

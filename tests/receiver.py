@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.server
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +36,10 @@ class Receiver:
         self,
         script: list[Answer] | None = None,
         on_request: Callable[[Received], None] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self.tls = tls  # a server context: HTTPS, and the names clients asked for (SNI) kept
+        self.server_names: list[str | None] = []
         self.script = list(script or [Answer()])
         self.on_request = on_request  # runs before each answer (the sender is waiting)
         self.requests: list[Received] = []
@@ -43,10 +47,13 @@ class Receiver:
         self._server: http.server.ThreadingHTTPServer | None = None
 
     @property
-    def url(self) -> str:
+    def port(self) -> int:
         assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def _next(self, received: Received) -> Answer:
         with self._lock:
@@ -82,6 +89,14 @@ class Receiver:
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
+        if self.tls is not None:
+            context = self.tls
+
+            def note_name(sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+                receiver.server_names.append(name)
+
+            context.sni_callback = note_name  # type: ignore[assignment]
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
