@@ -35,9 +35,7 @@ import datetime as dt
 import logging
 import os
 import random
-import secrets as token
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -50,6 +48,7 @@ from eventflo import db, logs, queue, signals, sql, webhooks
 from eventflo.config import Config
 from eventflo.listener import Listener
 from eventflo.sender import Outcome, Sender
+from eventflo.worker import new_worker_id
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +68,6 @@ class Attempt:
     claim: Row
     outcome: Outcome
     started_at: dt.datetime
-
-
-def new_deliverer_id() -> str:
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{token.token_hex(3)}"
 
 
 def request_for(claim: Row, *, public_url: str | None, now: dt.datetime) -> webhooks.Request:
@@ -140,7 +135,7 @@ class Deliverer:
     ) -> None:
         self.config = config
         self.stop = stop or threading.Event()
-        self.deliverer_id = deliverer_id or new_deliverer_id()
+        self.deliverer_id = deliverer_id or new_worker_id()  # host:pid:random, as workers'
         self.sender = sender or Sender(
             timeout_seconds=config.delivery_timeout,
             allow_private=config.allow_private_endpoints,
@@ -289,7 +284,7 @@ class Deliverer:
     def _attempt(self, claim: Row) -> Attempt:
         started = dt.datetime.now(dt.UTC)
         if claim["event_type"] is None:  # purged despite its pending delivery: nothing to send
-            outcome = Outcome(None, None, "its event no longer exists", 0.0, gone=True)
+            outcome = Outcome(None, None, "its event no longer exists", 0.0, gone=True, ours=True)
             return Attempt(claim, outcome, started)
         try:
             request = request_for(claim, public_url=self.config.public_url, now=started)
@@ -297,7 +292,7 @@ class Deliverer:
         except Exception as exc:  # a bug or an odd stored row: this attempt fails alone
             log.exception("a delivery attempt failed", extra={"delivery_id": str(claim["id"])})
             error = f"unexpected error: {type(exc).__name__}: {exc}"
-            return Attempt(claim, Outcome(None, None, error[:1000], 0.0), started)
+            return Attempt(claim, Outcome(None, None, error[:1000], 0.0, ours=True), started)
 
     # -- outcomes ---------------------------------------------------------------------------
 
@@ -357,11 +352,7 @@ class Deliverer:
         health: dict[uuid.UUID, list[Any]] = {}  # endpoint id: [succeeded, failures, pause]
         for attempt in attempts:
             outcome = attempt.outcome
-            if (
-                attempt.claim["event_type"] is None
-                or outcome.error is not None
-                and (outcome.error.startswith("unexpected error"))
-            ):
+            if outcome.ours:
                 continue  # not the endpoint's doing
             entry = health.setdefault(attempt.claim["endpoint_id"], [False, 0, 0.0])
             if outcome.delivered:

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from eventflo import chart, db, events, registry
+from eventflo import chart, db, endpoints, events, registry
 from eventflo.sql import load
 from eventflo.status import Status
 
@@ -25,7 +25,6 @@ FAILED_LIMIT = 20
 TYPE_SCAN = 1000
 EVENT_TYPE_MAX_LENGTH = 100
 RULE_MATCH_HOURS = 24
-ENDPOINTS_LIMIT = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +95,7 @@ class Snapshot:
     # None only in a database whose migrations stop before rule versions.
     rules_version: ActiveVersion | None
     # Where verdicts are delivered, with their health (none in a database before endpoints).
-    endpoints: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    endpoints: list[endpoints.Endpoint] = dataclasses.field(default_factory=list)
 
     @property
     def oldest_due_age(self) -> dt.timedelta | None:
@@ -132,7 +131,8 @@ def read(conn: db.Connection, filters: Filters, *, worker_timeout: float) -> Sna
         ]
         matches = conn.execute(QUERIES["rule_matches"], {"hours": RULE_MATCH_HOURS}).fetchall()
         active = conn.execute(QUERIES["active_rule_version"]).fetchone()
-        endpoints = conn.execute(QUERIES["endpoints_health"], {"limit": ENDPOINTS_LIMIT}).fetchall()
+        # As `eventflo endpoints list` reads them.
+        delivering_to = endpoints.list_endpoints(conn)
     if filters.event_type and filters.event_type not in types:
         types = sorted([*types, filters.event_type])
     return Snapshot(
@@ -147,7 +147,7 @@ def read(conn: db.Connection, filters: Filters, *, worker_timeout: float) -> Sna
         event_types=types,
         rule_matches=_with_shares(matches),
         rules_version=ActiveVersion(**active) if active else None,
-        endpoints=endpoints,
+        endpoints=delivering_to,
     )
 
 

@@ -43,6 +43,7 @@ class Outcome:
     duration_ms: float
     retry_after_seconds: float | None = None  # from a 429's or a 503's Retry-After
     gone: bool = False  # nothing could be sent, and nothing ever will (its event is purged)
+    ours: bool = False  # failed on this side (no event, a bug): says nothing of the endpoint
 
     @property
     def delivered(self) -> bool:

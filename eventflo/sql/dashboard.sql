@@ -66,15 +66,3 @@ ORDER BY events DESC, rule_id;
 SELECT a.version, v.message, a.activated_at, a.activated_by
 FROM active_rule_version AS a
 JOIN rule_versions AS v USING (version);
-
--- name: endpoints_health
--- Each endpoint with its health and its waiting and failed deliveries (by the partial indexes).
-SELECT e.name, e.format::text AS format, e.enabled, e.disabled_reason, e.last_success_at,
-       e.failure_streak, e.failing_since, e.paused_until,
-       (SELECT count(*) FROM deliveries AS d
-        WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
-       (SELECT count(*) FROM deliveries AS d
-        WHERE d.endpoint_id = e.id AND d.status = 'failed') AS failed
-FROM endpoints AS e
-ORDER BY e.name
-LIMIT %(limit)s;
