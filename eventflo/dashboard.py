@@ -1,9 +1,10 @@
-"""The operators' dashboard at /dashboard: the queue at a glance, failed events and their replay.
+"""The operators' dashboard at /dashboard: the queue at a glance, what failed and its replay.
 
 Server-rendered HTML (Jinja's autoescape: event types, sources and errors
 are user data), a stylesheet and one small script from ``eventflo/static``
-that refreshes the live part every few seconds and sends the Replay button's
-POST. Nothing comes from another site; the Content-Security-Policy says so.
+that refreshes the live part every few seconds and sends the Replay buttons'
+POSTs (failed events, failed deliveries). Nothing comes from another site;
+the Content-Security-Policy says so.
 
 With EVENTFLO_AUTH on, the page and its refreshes need a ``read`` key and the
 replay an ``admin`` key, from a header or from the cookie that signing in
@@ -20,7 +21,19 @@ from typing import Any
 
 import flask
 
-from eventflo import appstate, auth, db, events, jsonbody, overview, problems, queue, signin
+from eventflo import (
+    appstate,
+    auth,
+    db,
+    deliveries,
+    endpoints,
+    events,
+    jsonbody,
+    overview,
+    problems,
+    queue,
+    signin,
+)
 from eventflo.errors import DatabaseUnavailable, EventFloError, MalformedRequest, SchemaNotCurrent
 from eventflo.overview import Filters, Snapshot
 from eventflo.status import Status
@@ -138,31 +151,88 @@ def replay() -> Any:
     return {"requested": len(event_ids), "requeued": requeued, "skipped": len(event_ids) - requeued}
 
 
-def _replay_ids(request: flask.Request) -> list[uuid.UUID]:
-    """The ``event_ids`` of a JSON body ``{"event_ids": ["<uuid>", …]}``, in order, once each.
+@blp.post("/dashboard/deliveries/replay")
+@auth.requires("admin")
+def replay_deliveries() -> Any:
+    """Send failed deliveries again, by id or all of an endpoint's (``eventflo deliveries replay``).
 
-    Parsed by the API's own strict parser: a repeated key is refused here too.
+    Only failed ones: a delivery pending or delivered since the page was drawn is
+    skipped, as a replayed event is. Each keeps its id, so its receiver sees the
+    same webhook-id again.
     """
+    signin.refuse_cross_site(flask.request)
+    body = _json_body(flask.request)
+    by = auth.caller().key
+    who = f" with API key {by.prefix}… ({by.name!r})" if by else ""
+    if ("delivery_ids" in body) == ("endpoint" in body):
+        raise MalformedRequest(
+            'Send a JSON body with either {"delivery_ids": [...]} or {"endpoint": "NAME"}.'
+        )
+    endpoint = body.get("endpoint")
+    if "endpoint" in body and (not isinstance(endpoint, str) or not endpoint):
+        raise MalformedRequest('"endpoint" must be the name of an endpoint.')
+    if endpoint is None:
+        delivery_ids = _ids(body, "delivery_ids", "delivery")
+        with db.borrow(appstate.current().pool) as conn:
+            requeued = deliveries.replay_failed_by_id(conn, delivery_ids)
+        log.info(
+            "dashboard replay: requeued %d of %d failed deliveries%s",
+            requeued,
+            len(delivery_ids),
+            who,
+            extra={"delivery_ids": [str(i) for i in delivery_ids], "requeued": requeued},
+        )
+        skipped = len(delivery_ids) - requeued
+        return {"requested": len(delivery_ids), "requeued": requeued, "skipped": skipped}
+    with db.borrow(appstate.current().pool) as conn, conn.transaction():
+        endpoints.get(conn, endpoint)  # an unknown name is a 404, not "0 requeued"
+        requeued = deliveries.replay_failed(conn, endpoint, None)
+    log.info(
+        "dashboard replay: requeued %d failed deliveries of endpoint %s%s",
+        requeued,
+        endpoint,
+        who,
+        extra={"endpoint": endpoint, "requeued": requeued},
+    )
+    return {"endpoint": endpoint, "requeued": requeued}
+
+
+def _replay_ids(request: flask.Request) -> list[uuid.UUID]:
+    """The ``event_ids`` of a JSON body ``{"event_ids": ["<uuid>", …]}``, in order, once each."""
+    return _ids(_json_body(request), "event_ids", "event")
+
+
+def _json_body(request: flask.Request) -> dict[str, Any]:
+    """A replay's JSON object, parsed by the API's own strict parser (a repeated key is refused)."""
     data = request.get_data()
     body = (
         jsonbody.loads(data, max_depth=appstate.current().config.max_json_depth) if data else None
     )
-    raw = body.get("event_ids") if isinstance(body, dict) else None
+    return body if isinstance(body, dict) else {}
+
+
+def _ids(body: dict[str, Any], key: str, what: str) -> list[uuid.UUID]:
+    """``body[key]``: 1 to REPLAY_MAX_IDS ids (UUIDs), in order, once each."""
+    raw = body.get(key)
     if not isinstance(raw, list) or not 1 <= len(raw) <= REPLAY_MAX_IDS:
         raise MalformedRequest(
-            f'Send a JSON body {{"event_ids": [...]}} with 1 to {REPLAY_MAX_IDS} event ids.'
+            f'Send a JSON body {{"{key}": [...]}} with 1 to {REPLAY_MAX_IDS} {what} ids.'
         )
     ids: list[uuid.UUID] = []
     for item in raw:
         try:
-            event_id = uuid.UUID(item) if isinstance(item, str) else None
+            parsed = uuid.UUID(item) if isinstance(item, str) else None
         except ValueError:
-            event_id = None
-        if event_id is None:
-            raise MalformedRequest(f"{str(item)[:64]!r} is not an event id (a UUID).")
-        if event_id not in ids:
-            ids.append(event_id)
+            parsed = None
+        if parsed is None:
+            raise MalformedRequest(f"{str(item)[:64]!r} is not {_article(what)} id (a UUID).")
+        if parsed not in ids:
+            ids.append(parsed)
     return ids
+
+
+def _article(what: str) -> str:
+    return f"an {what}" if what[0] in "aeiou" else f"a {what}"
 
 
 # -- failures: the page's own answers; problem documents for its script ---------------------

@@ -46,6 +46,12 @@ def replay_one(conn: psycopg.Connection[Row], delivery_id: uuid.UUID) -> None:
     )
 
 
+def replay_failed_by_id(conn: psycopg.Connection[Row], delivery_ids: list[uuid.UUID]) -> int:
+    """Send these deliveries again where they are still failed; how many were requeued."""
+    params = {"ids": delivery_ids}
+    return len(conn.execute(QUERIES["replay_failed_deliveries_by_id"], params).fetchall())
+
+
 def count_failed(conn: psycopg.Connection[Row], endpoint: str, since: dt.datetime | None) -> int:
     row = conn.execute(
         QUERIES["count_failed_deliveries"], {"endpoint": endpoint, "since": since}

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from eventflo import chart, db, endpoints, events, registry
+from eventflo import chart, db, deliveries, endpoints, events, registry
 from eventflo.sql import load
 from eventflo.status import Status
 
@@ -21,6 +21,7 @@ QUERIES = load("dashboard.sql")
 THROUGHPUT_MINUTES = 15
 RECENT_LIMIT = 25
 FAILED_LIMIT = 20
+FAILED_DELIVERIES_LIMIT = 20
 # The type filter offers the types among this many newest events (a bounded read).
 TYPE_SCAN = 1000
 EVENT_TYPE_MAX_LENGTH = 100
@@ -96,6 +97,8 @@ class Snapshot:
     rules_version: ActiveVersion | None
     # Where verdicts are delivered, with their health (none in a database before endpoints).
     endpoints: list[endpoints.Endpoint] = dataclasses.field(default_factory=list)
+    # The newest failed deliveries, as `eventflo deliveries list --status failed` reads them.
+    failed_deliveries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def oldest_due_age(self) -> dt.timedelta | None:
@@ -133,6 +136,9 @@ def read(conn: db.Connection, filters: Filters, *, worker_timeout: float) -> Sna
         active = conn.execute(QUERIES["active_rule_version"]).fetchone()
         # As `eventflo endpoints list` reads them.
         delivering_to = endpoints.list_endpoints(conn)
+        undelivered = deliveries.list_deliveries(
+            conn, status="failed", limit=FAILED_DELIVERIES_LIMIT
+        )
     if filters.event_type and filters.event_type not in types:
         types = sorted([*types, filters.event_type])
     return Snapshot(
@@ -148,6 +154,7 @@ def read(conn: db.Connection, filters: Filters, *, worker_timeout: float) -> Sna
         rule_matches=_with_shares(matches),
         rules_version=ActiveVersion(**active) if active else None,
         endpoints=delivering_to,
+        failed_deliveries=undelivered,
     )
 
 

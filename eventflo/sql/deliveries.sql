@@ -5,7 +5,7 @@
 -- Deliveries newest first, of one endpoint and one status when asked (each filter by its index:
 -- pending and failed by their partial indexes, the rest by the primary key read backwards).
 SELECT d.id, e.name AS endpoint, d.event_id, d.status::text AS status, d.attempts,
-       d.last_status_code, d.last_error, d.run_at, d.created_at, d.delivered_at
+       d.last_status_code, d.last_error, d.run_at, d.created_at, d.updated_at, d.delivered_at
 FROM deliveries AS d
 JOIN endpoints AS e ON e.id = d.endpoint_id
 WHERE (%(endpoint)s::text IS NULL OR e.name = %(endpoint)s)
@@ -45,3 +45,11 @@ WHERE e.name = %(endpoint)s
 -- name: delivery_exists
 -- Whether a delivery has this id (to tell "no such delivery" from "being sent now").
 SELECT 1 AS found FROM deliveries WHERE id = %(id)s;
+
+-- name: replay_failed_deliveries_by_id
+-- Send these deliveries again if they are failed (the dashboard's Replay); the others are skipped.
+UPDATE deliveries
+SET status = 'pending', attempts = 0, run_at = now(), updated_at = now()
+WHERE id = ANY (%(ids)s::uuid[])
+  AND status = 'failed'
+RETURNING id;

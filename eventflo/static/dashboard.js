@@ -1,5 +1,5 @@
 // The dashboard's behaviour: refresh the live parts every few seconds, apply a filter as soon as
-// it changes, and send the Replay buttons' POST. A file, not inline: the page's
+// it changes, and send the Replay buttons' POSTs (failed events, failed deliveries). A file, not inline: the page's
 // Content-Security-Policy allows no inline script.
 "use strict";
 
@@ -10,6 +10,7 @@
   }
   const liveUrl = main.dataset.liveUrl;
   const replayUrl = main.dataset.replayUrl;
+  const replayDeliveriesUrl = main.dataset.replayDeliveriesUrl;
   const refreshMs = 1000 * (Number(main.dataset.refreshSeconds) || 5);
   const notice = document.getElementById("notice");
   const stale = document.getElementById("stale");
@@ -93,39 +94,75 @@
     }
   });
 
-  // Requeue one failed event; the header is what the server checks against cross-site requests.
+  // What a Replay button replays: the POST it sends and what its notices say.
+  function replayOf(button) {
+    const data = button.dataset;
+    if (data.replay) {
+      return {
+        url: replayUrl,
+        body: { event_ids: [data.replay] },
+        what: "event " + data.replay,
+        done: function () { return "requeued; a worker will process it again."; },
+        none: "is no longer failed; nothing was replayed.",
+      };
+    }
+    if (data.replayDelivery) {
+      return {
+        url: replayDeliveriesUrl,
+        body: { delivery_ids: [data.replayDelivery] },
+        what: "delivery " + data.replayDelivery,
+        done: function () { return "requeued; a deliverer will send it again."; },
+        none: "is no longer failed; nothing was replayed.",
+      };
+    }
+    return {
+      url: replayDeliveriesUrl,
+      body: { endpoint: data.replayEndpoint },
+      what: "endpoint " + data.replayEndpoint,
+      done: function (result) {
+        return result.requeued + " failed deliveries requeued; a deliverer will send them again.";
+      },
+      none: "has no failed deliveries left; nothing was replayed.",
+    };
+  }
+
+  // Send one Replay; the header is what the server checks against cross-site requests.
   async function replay(button) {
-    const eventId = button.dataset.replay;
+    const target = replayOf(button);
+    const label = button.textContent;
     button.disabled = true;
     button.textContent = "Replaying…";
+    function again() {
+      button.disabled = false;
+      button.textContent = label;
+    }
     try {
-      const response = await fetch(replayUrl, {
+      const response = await fetch(target.url, {
         method: "POST",
         cache: "no-store",
         headers: { "Content-Type": "application/json", "X-EventFlo-Action": "replay" },
-        body: JSON.stringify({ event_ids: [eventId] }),
+        body: JSON.stringify(target.body),
       });
       if (response.status === 401) {
         window.location.reload();
         return;
       }
       if (!response.ok) {
-        show(notice, "Replay of " + eventId + " refused (HTTP " + response.status + "): " +
+        show(notice, "Replay of " + target.what + " refused (HTTP " + response.status + "): " +
           await reason(response), "error");
-        button.disabled = false;
-        button.textContent = "Replay";
+        again();
         return;
       }
       const result = await response.json();
+      const subject = target.what.charAt(0).toUpperCase() + target.what.slice(1);
       if (result.requeued) {
-        show(notice, "Event " + eventId + " requeued; a worker will process it again.", "ok");
+        show(notice, subject + " " + target.done(result), "ok");
       } else {
-        show(notice, "Event " + eventId + " is no longer failed; nothing was replayed.", "warning");
+        show(notice, subject + " " + target.none, "warning");
       }
     } catch (error) {
-      show(notice, "Replay of " + eventId + " failed: " + error.message, "error");
-      button.disabled = false;
-      button.textContent = "Replay";
+      show(notice, "Replay of " + target.what + " failed: " + error.message, "error");
+      again();
       return;
     }
     await refresh();
@@ -133,7 +170,8 @@
   }
 
   document.addEventListener("click", function (event) {
-    const button = event.target.closest("button[data-replay]");
+    const button = event.target.closest(
+      "button[data-replay], button[data-replay-delivery], button[data-replay-endpoint]");
     if (button && !button.disabled) {
       replay(button);
     }

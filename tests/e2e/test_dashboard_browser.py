@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 from psycopg.types.json import Jsonb
 
+from eventflo import endpoints
 from tests.e2e.conftest import (
     Api,
     eventflo,
@@ -30,6 +31,7 @@ from tests.e2e.conftest import (
     wait_for,
     wait_listening,
 )
+from tests.receiver import Answer, Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -249,6 +251,63 @@ def test_an_operator_sees_the_queue_and_replays_a_failed_event(
     assert (row["status"], row["severity"]) == ("completed", "HIGH")
     assert page.evaluate("window.stillTheSamePage") is True
     save_screenshot(page, tmp_path, "dashboard-after-replay.png", full_page=True, publish=False)
+
+
+def delivery_row(conn: Any) -> dict[str, Any]:
+    row = conn.execute(
+        "SELECT id::text AS id, status::text AS status, last_status_code FROM deliveries"
+    ).fetchone()
+    return dict(row) if row else {}
+
+
+def test_an_operator_replays_a_failed_delivery_and_it_is_sent_again(
+    api: Api, children: Any, conn: Any, page: Page
+) -> None:
+    """A real worker writes the delivery, a real deliverer fails it, the page's Replay sends it."""
+    with Receiver([Answer(500), Answer(204)]).running() as rx:
+        endpoints.create(conn, name="ops-pager", url=rx.url, allow_private=True)
+        start_worker(children)
+        children.start(
+            "deliverer",
+            "-m",
+            "eventflo",
+            "deliver",
+            env={
+                "EVENTFLO_ALLOW_PRIVATE_ENDPOINTS": "on",
+                "EVENTFLO_DELIVERY_RETRY_SCHEDULE": "0",  # one attempt, then failed
+            },
+        )
+        assert api.post_event("payment_failed", {"amount": 1500}, "billing").status_code == 202
+        wait_for(
+            lambda: delivery_row(conn).get("status") == "failed",
+            timeout=30,
+            what=lambda: f"the delivery failed after one attempt (now {delivery_row(conn)})",
+        )
+        delivery_id = delivery_row(conn)["id"]
+
+        page.goto(f"{api.base_url}/dashboard")
+        sign_in(page, api.api_key)
+        endpoint = page.locator("#live-endpoints tr", has_text="ops-pager").first
+        expect(endpoint).to_contain_text("failing: 1 attempt(s) in a row")
+        expect(endpoint.get_by_role("button", name="Replay failed")).to_be_enabled()
+        failed = page.locator("#live-endpoints tr", has_text=delivery_id)
+        expect(failed).to_contain_text("ops-pager")
+        expect(failed).to_contain_text("500")
+        expect(failed.get_by_role("button", name="Replay")).to_be_enabled()
+
+        failed.get_by_role("button", name="Replay").click()
+        expect(page.get_by_role("status")).to_contain_text(f"Delivery {delivery_id} requeued")
+        wait_for(
+            lambda: delivery_row(conn)["status"] == "delivered",
+            timeout=30,
+            what=lambda: f"the replayed delivery delivered (now {delivery_row(conn)})",
+        )
+        expect(page.locator("#live-endpoints tr", has_text=delivery_id)).to_have_count(
+            0, timeout=REFRESHED
+        )
+        expect(endpoint).to_contain_text("ok", timeout=REFRESHED)
+    ids = [got.headers["webhook-id"] for got in rx.requests]
+    assert ids == [delivery_id, delivery_id], "sent twice, under its one webhook-id"
 
 
 def sign_in(page: Page, key: str | None) -> None:

@@ -67,6 +67,7 @@ EXPECTED_SCOPES = {
     "dashboard.page": "read",
     "dashboard.live": "read",
     "dashboard.replay": "admin",
+    "dashboard.replay_deliveries": "admin",
     "dashboard.index": auth.PUBLIC,
     "dashboard.favicon": auth.PUBLIC,
     "dashboard.login_form": auth.PUBLIC,
@@ -107,6 +108,7 @@ PROTECTED = [
     ("GET", f"/events/{uuid.UUID(int=1)}", {}),
     ("GET", "/dashboard/live", {}),
     ("POST", "/dashboard/replay", replay_body(str(uuid.UUID(int=1)))),
+    ("POST", "/dashboard/deliveries/replay", {"json": {"endpoint": "ops"}}),
 ]
 
 
@@ -202,6 +204,28 @@ def test_only_an_admin_key_replays_from_the_dashboard(client, conn, key_of, fail
         json={"event_ids": [failed_event]},
     )  # fmt: skip
     assert done.status_code == 200 and done.get_json()["requeued"] == 1
+
+
+def test_only_an_admin_key_replays_deliveries_from_the_dashboard(client, conn, key_of):
+    conn.execute(
+        "INSERT INTO endpoints (name, url, format) VALUES ('ops', 'https://ops.example/', 'slack')"
+    )
+    conn.execute(
+        "INSERT INTO deliveries (endpoint_id, event_id, result, status)"
+        " SELECT id, gen_random_uuid(), '{}', 'failed' FROM endpoints"
+    )
+    for scope in ("ingest", "read"):
+        refused = client.post(
+            "/dashboard/deliveries/replay", json={"endpoint": "ops"},
+            headers={**bearer(key_of[scope]), "X-EventFlo-Action": "replay"},
+        )  # fmt: skip
+        assert_problem(refused, 403)
+    assert conn.execute("SELECT status::text FROM deliveries").fetchone()["status"] == "failed"
+    done = client.post(
+        "/dashboard/deliveries/replay", json={"endpoint": "ops"},
+        headers={**bearer(key_of["admin"]), "X-EventFlo-Action": "replay"},
+    )  # fmt: skip
+    assert done.status_code == 200 and done.get_json() == {"endpoint": "ops", "requeued": 1}
 
 
 def test_the_replay_still_needs_its_header_with_an_admin_key(client, key_of, failed_event):

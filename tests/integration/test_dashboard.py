@@ -581,7 +581,160 @@ def test_endpoints_are_listed_with_their_health(client, conn):
     assert set(rows) == {"ok-one", "shaky", "gone"}
     assert "ok" in rows["ok-one"].text() and "ago" in rows["ok-one"].text()
     assert "failing: 3 attempt(s) in a row since 2 h" in rows["shaky"].text()
-    assert rows["shaky"].text().split()[-1] == "1"  # failed deliveries
+    assert rows["shaky"].find_all("td")[5].text() == "1"  # failed deliveries
+    assert rows["shaky"].find_all("button")[0].attrs["data-replay-endpoint"] == "shaky"
+    assert rows["ok-one"].find_all("button") == []  # nothing failed, nothing to replay
     assert "disabled: the endpoint answered 410 Gone <b>" in rows["gone"].text()
     assert "410 Gone <b>" not in response.get_data(as_text=True)  # escaped
     assert "https://b.example" not in response.get_data(as_text=True)  # no URL shown
+
+
+# -- failed deliveries and their replay ----------------------------------------------------------
+
+
+def delivery_statuses(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    rows = conn.execute("SELECT id::text AS id, status::text AS status FROM deliveries")
+    return {row["id"]: row["status"] for row in rows}
+
+
+@pytest.fixture
+def deliveries_of_two(conn: psycopg.Connection[Any]) -> dict[str, list[str]]:
+    """Endpoints a and b with two failed deliveries each, a pending one and a delivered one."""
+    conn.execute(
+        "INSERT INTO endpoints (name, url, format) VALUES"
+        " ('a', 'https://a.example/', 'slack'), ('b', 'https://b.example/', 'slack')"
+    )
+    made: dict[str, list[str]] = {}
+    for name, status in (
+        ("a", "failed"),
+        ("a", "failed"),
+        ("b", "failed"),
+        ("b", "failed"),
+        ("a", "pending"),
+        ("a", "delivered"),
+    ):
+        row = conn.execute(
+            "INSERT INTO deliveries (endpoint_id, event_id, result, status, attempts,"
+            " last_status_code, last_error, delivered_at)"
+            " SELECT id, gen_random_uuid(), '{}', %(status)s::delivery_status, 8, 500,"
+            "  CASE WHEN %(status)s::delivery_status = 'failed'"
+            "   THEN '<script>alert(1)</script> timed out' END,"
+            "  CASE WHEN %(status)s::delivery_status = 'delivered' THEN now() END"
+            " FROM endpoints WHERE name = %(name)s RETURNING id::text AS id",
+            {"name": name, "status": status},
+        ).fetchone()
+        made.setdefault(f"{name} {status}", []).append(row["id"])
+    return made
+
+
+def test_failed_deliveries_are_listed_newest_first_with_a_replay_each(
+    client, conn, deliveries_of_two
+):
+    response = client.get("/dashboard")
+    document = parse(response)
+    listed = [
+        row.attrs["data-delivery-id"]
+        for row in document.by_id("live-endpoints").find_all("tr")
+        if "data-delivery-id" in row.attrs
+    ]
+    failed = deliveries_of_two["a failed"] + deliveries_of_two["b failed"]
+    assert listed == sorted(failed, reverse=True)  # uuidv7: newest first
+    first = next(
+        row
+        for row in document.by_id("live-endpoints").find_all("tr")
+        if row.attrs.get("data-delivery-id") == listed[0]
+    )
+    cells = [cell.text() for cell in first.find_all("td")]
+    assert cells[1:2] == ["b"] and cells[3:5] == ["8", "500"]
+    assert cells[5] == "<script>alert(1)</script> timed out"  # shown as text...
+    assert "<script>alert(1)" not in response.get_data(as_text=True)  # ...because escaped
+    assert first.find_all("button")[0].attrs["data-replay-delivery"] == listed[0]
+    # The live fragment carries them too: a refresh shows a replay's effect.
+    live = parse(client.get("/dashboard/live")).by_id("live-endpoints")
+    assert sum("data-delivery-id" in row.attrs for row in live.find_all("tr")) == 4
+
+
+def test_no_failed_delivery_no_list(client, conn, deliveries_of_two):
+    conn.execute("DELETE FROM deliveries WHERE status = 'failed'")
+    text = page(client).by_id("live-endpoints").text()
+    assert "Failed deliveries" not in text and "Replay" not in text
+
+
+def test_replaying_deliveries_by_id_requeues_only_the_failed_ones(client, conn, deliveries_of_two):
+    target = deliveries_of_two["a failed"][0]
+    pending = deliveries_of_two["a pending"][0]
+    delivered = deliveries_of_two["a delivered"][0]
+    response = client.post(
+        "/dashboard/deliveries/replay",
+        json={"delivery_ids": [target, pending, delivered, str(uuid.uuid4())]},
+        headers={**REPLAY_HEADERS, "Origin": "http://localhost"},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json() == {"requested": 4, "requeued": 1, "skipped": 3}
+    now = delivery_statuses(conn)
+    assert now[target] == "pending"
+    assert now[delivered] == "delivered" and now[pending] == "pending"
+    assert [now[i] for i in deliveries_of_two["b failed"]] == ["failed", "failed"]
+    row = conn.execute(
+        "SELECT attempts, run_at <= now() AS due FROM deliveries WHERE id = %s", (target,)
+    ).fetchone()
+    assert (row["attempts"], row["due"]) == (0, True)  # a new run, due now
+
+
+def test_replaying_an_endpoint_requeues_all_its_failed_deliveries_and_no_others(
+    client, conn, deliveries_of_two
+):
+    response = client.post(
+        "/dashboard/deliveries/replay", json={"endpoint": "a"}, headers=REPLAY_HEADERS
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json() == {"endpoint": "a", "requeued": 2}
+    now = delivery_statuses(conn)
+    assert {now[i] for i in deliveries_of_two["a failed"]} == {"pending"}
+    assert {now[i] for i in deliveries_of_two["b failed"]} == {"failed"}
+    again = client.post(
+        "/dashboard/deliveries/replay", json={"endpoint": "a"}, headers=REPLAY_HEADERS
+    )
+    assert again.get_json() == {"endpoint": "a", "requeued": 0}
+
+
+def test_replaying_an_unknown_endpoint_is_404(client, conn, deliveries_of_two):
+    response = client.post(
+        "/dashboard/deliveries/replay", json={"endpoint": "nope"}, headers=REPLAY_HEADERS
+    )
+    assert "nope" in assert_problem(response, 404)["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        {},
+        {"delivery_ids": []},
+        {"delivery_ids": ["not-a-uuid"]},
+        {"delivery_ids": [str(uuid.uuid4())] * 101},
+        {"endpoint": ""},
+        {"endpoint": ["a"]},
+        {"endpoint": "a", "delivery_ids": [str(uuid.uuid4())]},
+    ],
+)
+def test_a_malformed_delivery_replay_is_400_and_requeues_nothing(
+    client, conn, deliveries_of_two, body
+):
+    response = client.post("/dashboard/deliveries/replay", json=body, headers=REPLAY_HEADERS)
+    assert_problem(response, 400)
+    assert "pending" not in {
+        delivery_statuses(conn)[i]
+        for i in deliveries_of_two["a failed"] + deliveries_of_two["b failed"]
+    }
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {**REPLAY_HEADERS, "Origin": "https://evil.example"}],
+    ids=["no action header", "foreign origin"],
+)
+def test_a_cross_site_delivery_replay_is_refused(client, conn, deliveries_of_two, headers):
+    response = client.post("/dashboard/deliveries/replay", json={"endpoint": "a"}, headers=headers)
+    assert_problem(response, 403)
+    assert {delivery_statuses(conn)[i] for i in deliveries_of_two["a failed"]} == {"failed"}
