@@ -81,7 +81,9 @@ def request_for(claim: Row, *, public_url: str | None, now: dt.datetime) -> webh
         "created_at": claim["event_created_at"].isoformat(),
     }
     event_url = f"{public_url}/events/{event_id}" if public_url else None
-    delivery = webhooks.Delivery(str(claim["id"]), event, claim["result"], event_url)
+    delivery = webhooks.Delivery(
+        str(claim["id"]), event, claim["result"], claim["created_at"], event_url
+    )
     if claim["format"] == "slack":
         return webhooks.slack(delivery)
     if claim["format"] == "pagerduty":

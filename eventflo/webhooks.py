@@ -1,7 +1,8 @@
 """What a delivery sends: the request of each endpoint format, signed for the standard one.
 
 - ``standard``: a Standard Webhooks request (https://www.standardwebhooks.com/).
-  The body is ``{"type": "event.judged", "timestamp", "data": {"event", "result"}}``;
+  The body is ``{"type": "event.judged", "timestamp", "data": {"event", "result"}}``,
+  the same bytes on every attempt (its timestamp is when the delivery was made);
   the headers are ``webhook-id`` (the delivery's id, the same on every
   attempt, so receivers can dedupe), ``webhook-timestamp`` (this attempt's
   Unix time) and ``webhook-signature``: ``v1,`` and the base64 HMAC-SHA256
@@ -15,7 +16,7 @@
   event id as ``dedup_key`` (so retries and replays of one event make one
   incident) and the severity mapped to PagerDuty's.
 
-Pure: no network, no database, no clock but the timestamp given.
+Pure: no network, no database, no clock but the times given.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class Delivery:
     delivery_id: str
     event: Json  # event_id, event_type, source, payload, created_at (ISO 8601)
     result: Json  # as outbox.result_json: severity, classification_reason, …, rules_version
+    # When the delivery was made (its verdict committed): the body's timestamp, so every
+    # attempt and replay sends the same bytes under the same webhook-id.
+    made_at: dt.datetime
     event_url: str | None = None  # where people can look at the event, when EventFlo knows
 
 
@@ -65,7 +69,8 @@ def standard(delivery: Delivery, *, secrets: Sequence[str], now: dt.datetime) ->
     """The signed Standard Webhooks request; ``secrets``: the current one first."""
     if not secrets:
         raise ValueError("a standard endpoint signs with at least one secret")
-    body = _json({"type": EVENT_TYPE, "timestamp": now.isoformat(), "data": _data(delivery)})
+    made_at = delivery.made_at.astimezone(dt.UTC).isoformat()
+    body = _json({"type": EVENT_TYPE, "timestamp": made_at, "data": _data(delivery)})
     timestamp = now.astimezone(dt.UTC)
     text = body.decode()
     signatures = " ".join(

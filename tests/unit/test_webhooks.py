@@ -29,7 +29,8 @@ RESULT = {
     "rule": "disk_full.critical",
     "rules_version": 2,
 }
-DELIVERY = webhooks.Delivery("01a2372b-0000-7000-8000-000000000001", EVENT, RESULT)
+MADE_AT = dt.datetime(2026, 12, 2, 14, 0, 1, 500000, tzinfo=dt.UTC)
+DELIVERY = webhooks.Delivery("01a2372b-0000-7000-8000-000000000001", EVENT, RESULT, MADE_AT)
 
 
 def now() -> dt.datetime:
@@ -46,7 +47,19 @@ def test_a_standard_request_verifies_with_the_standard_webhooks_library():
     body = Webhook(secret).verify(request.body, headers)
     assert body["type"] == "event.judged"
     assert body["data"] == {"event": EVENT, "result": RESULT}
-    assert dt.datetime.fromisoformat(body["timestamp"]).tzinfo is not None
+    assert body["timestamp"] == "2026-12-02T14:00:01.500000+00:00"  # when it was made
+
+
+def test_every_attempt_sends_the_same_body_under_its_own_timestamp():
+    """A receiver that saw a webhook-id once gets the very same message again, re-signed."""
+    secret = endpoints.new_secret()
+    first = webhooks.standard(DELIVERY, secrets=[secret], now=now())
+    later = webhooks.standard(DELIVERY, secrets=[secret], now=now() + dt.timedelta(minutes=30))
+    assert first.body == later.body
+    assert first.headers["webhook-id"] == later.headers["webhook-id"]
+    stamps = [int(r.headers["webhook-timestamp"]) for r in (first, later)]
+    assert stamps[1] - stamps[0] in (1799, 1800, 1801)
+    assert first.headers["webhook-signature"] != later.headers["webhook-signature"]
 
 
 def test_a_changed_body_or_another_secret_does_not_verify():
@@ -96,7 +109,7 @@ def test_a_standard_request_without_a_secret_is_refused():
 
 def test_a_slack_message_names_severity_reason_recommendation_and_the_event():
     linked = webhooks.Delivery(
-        DELIVERY.delivery_id, EVENT, RESULT, event_url="https://eventflo.example/events/01a2"
+        DELIVERY.delivery_id, EVENT, RESULT, MADE_AT, "https://eventflo.example/events/01a2"
     )
     body = json.loads(webhooks.slack(linked).body)
     assert body["text"] == "CRITICAL (escalated): disk_full: Disk on db1 is 95% full"
@@ -123,7 +136,7 @@ def test_a_slack_message_names_severity_reason_recommendation_and_the_event():
 
 def test_slack_text_from_events_cannot_mention_or_link():
     result = {**RESULT, "classification_reason": "Disk <!channel> on <https://evil.example|x>"}
-    body = json.loads(webhooks.slack(webhooks.Delivery("d", EVENT, result)).body)
+    body = json.loads(webhooks.slack(webhooks.Delivery("d", EVENT, result, MADE_AT)).body)
     reason = body["blocks"][1]["fields"][2]["text"]
     assert "<!channel>" not in reason and "&lt;!channel&gt;" in reason
     assert "<https://evil" not in reason
@@ -153,7 +166,9 @@ def test_a_pagerduty_trigger_deduplicates_on_the_event_and_maps_the_severity():
     [("CRITICAL", "critical"), ("HIGH", "error"), ("WARNING", "warning"), ("LOW", "info")],
 )
 def test_every_severity_maps_to_pagerdutys(severity, pagerduty):
-    delivery = webhooks.Delivery("d", {**EVENT, "source": None}, {**RESULT, "severity": severity})
+    delivery = webhooks.Delivery(
+        "d", {**EVENT, "source": None}, {**RESULT, "severity": severity}, MADE_AT
+    )
     body = json.loads(webhooks.pagerduty(delivery, routing_key="k").body)
     assert body["payload"]["severity"] == pagerduty
     assert body["payload"]["source"] == "eventflo"  # required by PagerDuty: never empty
@@ -161,5 +176,7 @@ def test_every_severity_maps_to_pagerdutys(severity, pagerduty):
 
 def test_a_long_reason_is_clipped_to_pagerdutys_limit():
     long = {**RESULT, "classification_reason": "x" * 5000}
-    body = json.loads(webhooks.pagerduty(webhooks.Delivery("d", EVENT, long), routing_key="k").body)
+    body = json.loads(
+        webhooks.pagerduty(webhooks.Delivery("d", EVENT, long, MADE_AT), routing_key="k").body
+    )
     assert len(body["payload"]["summary"]) == 1024 and body["payload"]["summary"].endswith("…")
