@@ -195,17 +195,19 @@ SET severity = excluded.severity,
 -- name: store_deliveries
 -- The outbox: a delivery per completed event and matching endpoint, still enabled at commit.
 -- Each endpoint is locked once (a remove waits for this commit, then deletes what it wrote);
--- results come once per distinct verdict, named by position, as in store_results.
+-- results come once per distinct verdict, named by position, as in store_results; ids are
+-- v7 UUIDs made by the worker.
 WITH live AS MATERIALIZED (
     SELECT id FROM endpoints
     WHERE id = ANY (%(targets)s::uuid[]) AND enabled
     ORDER BY id  -- every lock on endpoints is taken in id order: no deadlock between them
     FOR KEY SHARE
 )
-INSERT INTO deliveries (endpoint_id, event_id, result)
-SELECT d.endpoint_id, d.event_id, (%(results)s::jsonb[])[d.result]
-FROM unnest(%(endpoint_ids)b::uuid[], %(event_ids)b::uuid[], %(positions)b::integer[])
-     AS d (endpoint_id, event_id, result)
+INSERT INTO deliveries (id, endpoint_id, event_id, result)
+SELECT d.id, d.endpoint_id, d.event_id, (%(results)s::jsonb[])[d.result]
+FROM unnest(%(ids)b::uuid[], %(endpoint_ids)b::uuid[], %(event_ids)b::uuid[],
+            %(positions)b::integer[])
+     AS d (id, endpoint_id, event_id, result)
 JOIN live ON live.id = d.endpoint_id;
 
 -- name: fail_events

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import logging
+import uuid
 
 import psycopg
 import pytest
@@ -65,6 +66,22 @@ def test_an_escalated_verdict_gets_one_pending_delivery_with_its_result(config, 
         "rule": "payment_failed.large",
         "rules_version": 1,
     }
+
+
+def test_delivery_ids_are_v7_uuids_of_their_time_made_by_the_worker(config, conn):
+    """The webhook-id receivers see: unique, and ordered by time like the column's default."""
+    _endpoint(conn)
+    for _ in range(3):
+        _event(conn, CRITICAL)
+    _drain(config)
+    rows = conn.execute(
+        "SELECT id, (extract(epoch FROM created_at) * 1000)::bigint AS made_ms FROM deliveries"
+    ).fetchall()
+    assert len({row["id"] for row in rows}) == 3
+    for row in rows:
+        assert (row["id"].version, row["id"].variant) == (7, uuid.RFC_4122)
+        # The first 48 bits are the Unix time in ms: the worker's clock, near the server's.
+        assert abs((row["id"].int >> 80) - row["made_ms"]) < 5_000
 
 
 def test_each_endpoint_gets_what_its_filter_matches(config, conn):
