@@ -123,6 +123,10 @@ def endpoint_pause(schedule: Sequence[float], failure_streak: int, outcome: Outc
     return max(delay, 1.0, outcome.retry_after_seconds or 0.0)
 
 
+# How often one deliverer process writes a healthy endpoint's last success, at most.
+SUCCESS_WRITE_SECONDS = 1.0
+
+
 class Deliverer:
     """One deliverer process's loop; ``run()`` returns when ``stop`` is set."""
 
@@ -150,6 +154,8 @@ class Deliverer:
             config.delivery_concurrency, thread_name_prefix="eventflo-deliver"
         )
         self._in_flight: dict[concurrent.futures.Future[Attempt], Row] = {}
+        # When this process last wrote each healthy endpoint's last success (monotonic).
+        self._success_written: dict[uuid.UUID, float] = {}
         self._listener = Listener(config, CHANNEL, f"eventflo-listen {self.deliverer_id}")
         self._conn: psycopg.Connection[Row] | None = None
         self._next_disable_check = 0.0
@@ -303,14 +309,18 @@ class Deliverer:
             return
         schedule = self.config.delivery_retry_schedule
         steps = [next_step(a.claim["attempts"], a.outcome, schedule, self._rng) for a in attempts]
+        touches_endpoints = self._health_to_write(attempts) or any(
+            a.outcome.status_code == 410 for a in attempts
+        )
         # Pipelined, as the worker's outcomes are (queue.pipelined_transaction): two round
         # trips for the round, not five; the main loop claims again only after it.
         with queue.pipelined_transaction(conn):
-            # Endpoints first, in id order, as every other lock on them is taken.
-            conn.execute(
-                QUERIES["lock_endpoints"],
-                {"endpoint_ids": list({a.claim["endpoint_id"] for a in attempts})},
-            )
+            if touches_endpoints:
+                # Endpoints first, in id order, as every other lock on them is taken.
+                conn.execute(
+                    QUERIES["lock_endpoints"],
+                    {"endpoint_ids": list({a.claim["endpoint_id"] for a in attempts})},
+                )
             rows = conn.execute(
                 QUERIES["record_attempts"],
                 {
@@ -333,19 +343,47 @@ class Deliverer:
                 for attempt, step in zip(attempts, steps, strict=True)
                 if attempt.claim["id"] in held
             ]
-            self._record_health(conn, [attempt for attempt, _ in recorded], schedule)
-            gone = list(
-                {a.claim["endpoint_id"] for a, _ in recorded if a.outcome.status_code == 410}
-            )
-            disabled = (
-                conn.execute(QUERIES["disable_gone_endpoints"], {"endpoint_ids": gone}).fetchall()
-                if gone
-                else []
-            )
+            gone: list[uuid.UUID] = []
+            disabled: list[Row] = []
+            if touches_endpoints:
+                health = self._health_to_write([attempt for attempt, _ in recorded])
+                self._record_health(conn, health, schedule)
+                gone = list(
+                    {a.claim["endpoint_id"] for a, _ in recorded if a.outcome.status_code == 410}
+                )
+            if gone:
+                disabled = conn.execute(
+                    QUERIES["disable_gone_endpoints"], {"endpoint_ids": gone}
+                ).fetchall()
         for attempt, (status, delay) in recorded:
             self._log(attempt, status, delay)
         for row in disabled:
             log.warning("endpoint %s answered 410 Gone: disabled", row["name"])
+
+    def _health_to_write(self, attempts: Sequence[Attempt]) -> list[Attempt]:
+        """The attempts that change what the endpoints table says about their endpoints.
+
+        A failure always does. A success does on an endpoint that was failing when
+        claimed, and otherwise once a second per process: the last success of a busy,
+        healthy endpoint is kept to the second, without every round of every deliverer
+        locking and writing its row (which made the deliverers take turns on it). An
+        endpoint's attempts of a round count together, as they always did.
+        """
+        now = time.monotonic()
+        fresh = {
+            endpoint_id
+            for endpoint_id, written in self._success_written.items()
+            if now - written < SUCCESS_WRITE_SECONDS
+        }
+        theirs = [a for a in attempts if not a.outcome.ours]
+        changed = {
+            a.claim["endpoint_id"]
+            for a in theirs
+            if not a.outcome.delivered
+            or a.claim["failure_streak"] > 0
+            or a.claim["endpoint_id"] not in fresh
+        }
+        return [a for a in theirs if a.claim["endpoint_id"] in changed]
 
     def _record_health(
         self, conn: psycopg.Connection[Row], attempts: Sequence[Attempt], schedule: Sequence[float]
@@ -354,8 +392,6 @@ class Deliverer:
         health: dict[uuid.UUID, list[Any]] = {}  # endpoint id: [succeeded, failures, pause]
         for attempt in attempts:
             outcome = attempt.outcome
-            if outcome.ours:
-                continue  # not the endpoint's doing
             entry = health.setdefault(attempt.claim["endpoint_id"], [False, 0, 0.0])
             if outcome.delivered:
                 entry[0] = True
@@ -375,6 +411,12 @@ class Deliverer:
                 "pause_seconds": [entry[2] for entry in health.values()],
             },
         )
+        now = time.monotonic()
+        for endpoint_id, (succeeded, failures, _) in health.items():
+            if succeeded and not failures:
+                self._success_written[endpoint_id] = now
+            else:
+                self._success_written.pop(endpoint_id, None)
 
     def _log(self, attempt: Attempt, status: str, delay: float) -> None:
         outcome = attempt.outcome

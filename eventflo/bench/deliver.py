@@ -1,8 +1,8 @@
 """The ``deliver`` mode: deliveries/s through real deliverers, and one delivery's latency.
 
-A fast receiver runs in the bench process (a threaded HTTP/1.1 server on
-127.0.0.1 answering 204 at once; its CPU is the bench's, on the same
-machine). Each run:
+A fast receiver (eventflo.bench.receiver) runs in a process of its own on
+127.0.0.1, answering 204 at once; its CPU is taken from the same two the
+deliverers and PostgreSQL use. Each run:
 
 - throughput: ``--events`` events, each with one pending delivery to a
   standard (signed) endpoint, are sent by ``eventflo deliver --processes 2``;
@@ -18,13 +18,11 @@ Every delivery must end delivered, exactly one attempt each.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from typing import IO
@@ -42,6 +40,7 @@ from eventflo.bench import (
     drain,
     figures,
     latency,
+    receiver,
 )
 
 SUMMARY = "deliveries/s with 2 deliver processes to a local receiver, and one delivery's latency"
@@ -59,7 +58,7 @@ FIGURES = (
 
 
 def run(bench: Bench) -> ModeResult:
-    with _receiver() as url:
+    with receiver.running() as url:
         with bench.connect("setup") as conn:
             conn.execute(QUERIES["remove_bench_endpoints"])
             endpoints.create(conn, name="eventflo-bench", url=url, allow_private=True)
@@ -167,31 +166,3 @@ def _deliverers(bench: Bench, log: IO[bytes], processes: int) -> Iterator[None]:
         yield
     finally:
         latency.stop(process)
-
-
-@contextlib.contextmanager
-def _receiver() -> Iterator[str]:
-    """A receiver on loopback that answers every POST with 204 at once; its URL."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            self.rfile.read(int(self.headers.get("content-length", "0")))
-            self.send_response(204)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        host, port = server.server_address[:2]
-        yield f"http://{host!s}:{port}/eventflo-bench"
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -12,6 +12,7 @@ import pytest
 from psycopg.rows import dict_row
 from standardwebhooks import Webhook
 
+from eventflo import deliverer as deliverer_module
 from eventflo import endpoints, events, sender
 from eventflo.deliverer import Deliverer
 from tests.integration.worker_harness import closing_worker, poll_until
@@ -276,6 +277,39 @@ def test_a_rejected_message_does_not_pause_a_healthy_endpoint(settings, conn):
     assert endpoint["paused_until"] is None  # its other deliveries go on
     assert endpoint["failure_streak"] == 1  # but it counts towards being disabled
     assert _delivery(conn)["state"] == "pending"
+
+
+def test_a_healthy_endpoints_row_is_written_once_a_second_not_every_round(
+    settings, conn, monkeypatch
+):
+    """Its last success is kept to the second; a success after failures is written at once."""
+    # "A second" made an hour: however slow the machine, the rounds below fall within it.
+    monkeypatch.setattr(deliverer_module, "SUCCESS_WRITE_SECONDS", 3600.0)
+    with Receiver([Answer(200)]).running() as receiver:
+        endpoints.create(conn, name="ops", url=receiver.url, allow_private=True)
+        with _deliverer(settings) as deliverer:
+            _judged(settings, conn)
+            assert deliverer.run_once() == 1
+            first = _endpoint(conn)
+            assert first["last_success_at"] is not None
+            _judged(settings, conn)
+            assert deliverer.run_once() == 1  # within the window: the row is left alone
+            assert _endpoint(conn)["last_success_at"] == first["last_success_at"]
+            # Another deliverer saw it fail meanwhile: the next success clears that at once.
+            conn.execute(
+                "UPDATE endpoints SET failure_streak = 3, failing_since = now() - interval '1 h'"
+            )
+            _judged(settings, conn)
+            assert deliverer.run_once() == 1
+            cleared = _endpoint(conn)
+            assert (cleared["failure_streak"], cleared["failing_since"]) == (0, None)
+            assert cleared["last_success_at"] > first["last_success_at"]
+    assert (
+        conn.execute("SELECT count(*) AS n FROM deliveries WHERE status = 'delivered'").fetchone()[
+            "n"
+        ]
+        == 3
+    )
 
 
 def test_a_failing_endpoint_is_paused_as_a_whole(settings, conn):
