@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,9 @@ def gunicorn_options(*, bind: str, workers: int, threads: int) -> dict[str, Any]
         # gunicorn 27's control socket defaults to one path per user, so a
         # second instance would take it over; EventFlo does not use it.
         "control_socket_disable": True,
+        # Each worker's heartbeat file: in memory where Linux has it, which also works
+        # with a read-only root filesystem (containers); else gunicorn's default, $TMPDIR.
+        "worker_tmp_dir": "/dev/shm" if os.access("/dev/shm", os.W_OK) else None,
     }
 
 
