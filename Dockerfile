@@ -3,7 +3,7 @@
 #   docker build -t eventflo .
 #   docker run --rm -e EVENTFLO_DATABASE_URL=postgresql://… eventflo migrate
 #   docker run -d -p 8000:8000 -e EVENTFLO_DATABASE_URL=… eventflo            # serve
-#   docker run -d -e EVENTFLO_DATABASE_URL=… eventflo worker
+#   docker run -d --no-healthcheck -e EVENTFLO_DATABASE_URL=… eventflo worker
 #
 # Runs as uid 10001 and with a read-only root filesystem (`--read-only`):
 # nothing is written but gunicorn's heartbeat files, in /dev/shm. See
@@ -17,12 +17,14 @@ FROM ${BASE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/eventflo
 # Dependencies first, from setup.cfg alone: a code change does not download them again.
-COPY setup.cfg pyproject.toml README.md /src/
+# (README.md is the package's long description: an empty one here, the real one below.)
+COPY setup.cfg pyproject.toml /src/
 RUN mkdir -p /src/eventflo \
- && touch /src/eventflo/__init__.py \
+ && touch /src/eventflo/__init__.py /src/README.md \
  && /opt/eventflo/bin/pip install /src \
  && /opt/eventflo/bin/pip uninstall -y eventflo \
  && rm -rf /src/eventflo /src/build /src/eventflo.egg-info
+COPY README.md /src/
 COPY eventflo /src/eventflo
 COPY migrations /src/migrations
 RUN /opt/eventflo/bin/pip install --no-deps /src \

@@ -309,12 +309,13 @@ class Deliverer:
             return
         schedule = self.config.delivery_retry_schedule
         steps = [next_step(a.claim["attempts"], a.outcome, schedule, self._rng) for a in attempts]
-        touches_endpoints = self._health_to_write(attempts) or any(
-            a.outcome.status_code == 410 for a in attempts
-        )
-        # Pipelined, as the worker's outcomes are (queue.pipelined_transaction): two round
-        # trips for the round, not five; the main loop claims again only after it.
+        # Pipelined, as the worker's outcomes are (queue.pipelined_transaction): a few round
+        # trips for the round, not one per statement; the main loop claims again after it.
         with queue.pipelined_transaction(conn):
+            unwell = self._unwell_since_claimed(conn, attempts)
+            touches_endpoints = bool(self._health_to_write(attempts, unwell)) or any(
+                a.outcome.status_code == 410 for a in attempts
+            )
             if touches_endpoints:
                 # Endpoints first, in id order, as every other lock on them is taken.
                 conn.execute(
@@ -345,9 +346,10 @@ class Deliverer:
             ]
             gone: list[uuid.UUID] = []
             disabled: list[Row] = []
+            written: dict[uuid.UUID, bool] = {}
             if touches_endpoints:
-                health = self._health_to_write([attempt for attempt, _ in recorded])
-                self._record_health(conn, health, schedule)
+                health = self._health_to_write([attempt for attempt, _ in recorded], unwell)
+                written = self._record_health(conn, health, schedule)
                 gone = list(
                     {a.claim["endpoint_id"] for a, _ in recorded if a.outcome.status_code == 410}
                 )
@@ -355,26 +357,59 @@ class Deliverer:
                 disabled = conn.execute(
                     QUERIES["disable_gone_endpoints"], {"endpoint_ids": gone}
                 ).fetchall()
+        now = time.monotonic()  # committed: what was written is what the table says
+        for endpoint_id, healthy in written.items():
+            if healthy:
+                self._success_written[endpoint_id] = now
+            else:
+                self._success_written.pop(endpoint_id, None)
         for attempt, (status, delay) in recorded:
             self._log(attempt, status, delay)
         for row in disabled:
             log.warning("endpoint %s answered 410 Gone: disabled", row["name"])
 
-    def _health_to_write(self, attempts: Sequence[Attempt]) -> list[Attempt]:
-        """The attempts that change what the endpoints table says about their endpoints.
-
-        A failure always does. A success does on an endpoint that was failing when
-        claimed, and otherwise once a second per process: the last success of a busy,
-        healthy endpoint is kept to the second, without every round of every deliverer
-        locking and writing its row (which made the deliverers take turns on it). An
-        endpoint's attempts of a round count together, as they always did.
-        """
+    def _fresh(self) -> set[uuid.UUID]:
+        """Endpoints whose last success this process wrote less than a second ago."""
         now = time.monotonic()
-        fresh = {
+        return {
             endpoint_id
             for endpoint_id, written in self._success_written.items()
             if now - written < SUCCESS_WRITE_SECONDS
         }
+
+    def _unwell_since_claimed(
+        self, conn: psycopg.Connection[Row], attempts: Sequence[Attempt]
+    ) -> set[uuid.UUID]:
+        """Of the endpoints a success would skip writing, those now failing or paused.
+
+        Another deliverer may have recorded failures (and a pause) after these
+        attempts were claimed: a success must clear them at once. A plain read,
+        no lock; asked only when a success would otherwise be skipped.
+        """
+        fresh = self._fresh()
+        skipped = {
+            a.claim["endpoint_id"]
+            for a in attempts
+            if a.outcome.delivered and a.claim["endpoint_id"] in fresh
+        }
+        if not skipped:
+            return set()
+        rows = conn.execute(QUERIES["unwell_endpoints"], {"endpoint_ids": list(skipped)})
+        return {row["id"] for row in rows.fetchall()}
+
+    def _health_to_write(
+        self, attempts: Sequence[Attempt], unwell: set[uuid.UUID]
+    ) -> list[Attempt]:
+        """The attempts that change what the endpoints table says about their endpoints.
+
+        A failure always does. A success does on an endpoint that was failing when
+        claimed or is now (``unwell``), and otherwise once a second per process: the
+        last success of a busy, healthy endpoint is kept to the second, without every
+        round of every deliverer locking and writing its row (which made the
+        deliverers take turns on it). An endpoint's attempts of a round count
+        together, as they always did.
+        """
+        fresh = self._fresh()
         theirs = [a for a in attempts if not a.outcome.ours]
         changed = {
             a.claim["endpoint_id"]
@@ -382,13 +417,17 @@ class Deliverer:
             if not a.outcome.delivered
             or a.claim["failure_streak"] > 0
             or a.claim["endpoint_id"] not in fresh
+            or a.claim["endpoint_id"] in unwell
         }
         return [a for a in theirs if a.claim["endpoint_id"] in changed]
 
     def _record_health(
         self, conn: psycopg.Connection[Row], attempts: Sequence[Attempt], schedule: Sequence[float]
-    ) -> None:
-        """Per endpoint: a success clears its record; failures count and may pause it."""
+    ) -> dict[uuid.UUID, bool]:
+        """Per endpoint: a success clears its record; failures count and may pause it.
+
+        Which endpoints were written, and whether each was left healthy.
+        """
         health: dict[uuid.UUID, list[Any]] = {}  # endpoint id: [succeeded, failures, pause]
         for attempt in attempts:
             outcome = attempt.outcome
@@ -401,7 +440,7 @@ class Deliverer:
                 streak = attempt.claim["failure_streak"] + entry[1]
                 entry[2] = max(entry[2], endpoint_pause(schedule, streak, outcome))
         if not health:
-            return
+            return {}
         conn.execute(
             QUERIES["record_endpoint_health"],
             {
@@ -411,12 +450,7 @@ class Deliverer:
                 "pause_seconds": [entry[2] for entry in health.values()],
             },
         )
-        now = time.monotonic()
-        for endpoint_id, (succeeded, failures, _) in health.items():
-            if succeeded and not failures:
-                self._success_written[endpoint_id] = now
-            else:
-                self._success_written.pop(endpoint_id, None)
+        return {endpoint_id: succeeded for endpoint_id, (succeeded, _, _) in health.items()}
 
     def _log(self, attempt: Attempt, status: str, delay: float) -> None:
         outcome = attempt.outcome

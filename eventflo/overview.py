@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from eventflo import chart, db, deliveries, endpoints, events, registry
+from eventflo import chart, db, endpoints, events, registry
 from eventflo.sql import load
 from eventflo.status import Status
 
@@ -97,7 +97,7 @@ class Snapshot:
     rules_version: ActiveVersion | None
     # Where verdicts are delivered, with their health (none in a database before endpoints).
     endpoints: list[endpoints.Endpoint] = dataclasses.field(default_factory=list)
-    # The newest failed deliveries, as `eventflo deliveries list --status failed` reads them.
+    # The newest failed deliveries (newest made first), each endpoint's from its partial index.
     failed_deliveries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
@@ -136,9 +136,9 @@ def read(conn: db.Connection, filters: Filters, *, worker_timeout: float) -> Sna
         active = conn.execute(QUERIES["active_rule_version"]).fetchone()
         # As `eventflo endpoints list` reads them.
         delivering_to = endpoints.list_endpoints(conn)
-        undelivered = deliveries.list_deliveries(
-            conn, status="failed", limit=FAILED_DELIVERIES_LIMIT
-        )
+        undelivered = conn.execute(
+            QUERIES["failed_deliveries"], {"limit": FAILED_DELIVERIES_LIMIT}
+        ).fetchall()
     if filters.event_type and filters.event_type not in types:
         types = sorted([*types, filters.event_type])
     return Snapshot(

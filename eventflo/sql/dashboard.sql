@@ -66,3 +66,19 @@ ORDER BY events DESC, rule_id;
 SELECT a.version, v.message, a.activated_at, a.activated_by
 FROM active_rule_version AS a
 JOIN rule_versions AS v USING (version);
+
+-- name: failed_deliveries
+-- The newest failed deliveries, each endpoint's read from its partial index of failed ones
+-- (a few rows each), so a refresh costs the same with millions of delivered rows.
+SELECT d.id, e.name AS endpoint, d.event_id, d.attempts, d.last_status_code, d.last_error,
+       d.updated_at
+FROM endpoints AS e
+CROSS JOIN LATERAL (
+    SELECT *
+    FROM deliveries
+    WHERE endpoint_id = e.id AND status = 'failed'
+    ORDER BY endpoint_id, id DESC
+    LIMIT %(limit)s
+) AS d
+ORDER BY d.id DESC
+LIMIT %(limit)s;

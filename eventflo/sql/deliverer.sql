@@ -141,3 +141,10 @@ SET enabled = false,
 FROM locked
 WHERE e.id = locked.id
 RETURNING e.name, e.disabled_reason;
+
+-- name: unwell_endpoints
+-- Of these endpoints, those failing or paused now (read before a round's outcomes, unlocked:
+-- a success then clears them at once, whoever recorded the failures).
+SELECT id FROM endpoints
+WHERE id = ANY (%(endpoint_ids)s::uuid[])
+  AND (failure_streak > 0 OR paused_until IS NOT NULL);

@@ -120,7 +120,8 @@
       body: { endpoint: data.replayEndpoint },
       what: "endpoint " + data.replayEndpoint,
       done: function (result) {
-        return result.requeued + " failed deliveries requeued; a deliverer will send them again.";
+        return "has " + result.requeued +
+          " failed deliveries requeued; a deliverer will send them again.";
       },
       none: "has no failed deliveries left; nothing was replayed.",
     };
@@ -129,6 +130,11 @@
   // Send one Replay; the header is what the server checks against cross-site requests.
   async function replay(button) {
     const target = replayOf(button);
+    const count = Number(button.dataset.replayCount) || 1;
+    if (count > 1 && !window.confirm("Send " + count + " failed deliveries of " + target.what +
+        " again?")) {
+      return;
+    }
     const label = button.textContent;
     button.disabled = true;
     button.textContent = "Replaying…";

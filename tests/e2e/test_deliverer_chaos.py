@@ -152,4 +152,5 @@ def test_random_deliverer_kills_lose_nothing_and_duplicates_share_their_webhook_
         assert len({got.body for got in copies}) == 1, "a duplicate is the same message"
     twice = sum(1 for copies in arrivals.values() if len(copies) > 1)
     print(f"{kills} kills, {written} deliveries, {twice} arrived more than once")
+    assert twice >= 1, f"no kill found a request in flight: nothing was tested (seed {seed})"
     assert twice <= kills * CONCURRENCY, "only requests in flight at a kill arrive twice"

@@ -126,7 +126,8 @@ def state(name: str) -> dict[str, object]:
 def test_the_image_migrates_serves_and_works_as_a_non_root_user_on_a_read_only_root(
     containers: Containers, empty_database_url: str
 ) -> None:
-    assert "applied 9 migration(s)" in containers.run("migrate")
+    shipped = len([m for m in (ROOT / "migrations").glob("*.sql") if ".rollback." not in m.name])
+    assert f"applied {shipped} migration(s)" in containers.run("migrate")
     key = containers.run("keys", "create", "--name", "image test", "--scope", "admin").splitlines()[
         0
     ]

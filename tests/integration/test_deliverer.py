@@ -304,12 +304,35 @@ def test_a_healthy_endpoints_row_is_written_once_a_second_not_every_round(
             cleared = _endpoint(conn)
             assert (cleared["failure_streak"], cleared["failing_since"]) == (0, None)
             assert cleared["last_success_at"] > first["last_success_at"]
-    assert (
-        conn.execute("SELECT count(*) AS n FROM deliveries WHERE status = 'delivered'").fetchone()[
-            "n"
-        ]
-        == 3
-    )
+    delivered = conn.execute("SELECT count(*) AS n FROM deliveries WHERE status = 'delivered'")
+    assert delivered.fetchone()["n"] == 3
+
+
+def test_a_success_clears_failures_recorded_while_it_was_in_flight(
+    settings, conn, database_url, monkeypatch
+):
+    """Another deliverer saw the endpoint fail after this attempt was claimed: still cleared."""
+    monkeypatch.setattr(deliverer_module, "SUCCESS_WRITE_SECONDS", 3600.0)
+    in_flight = threading.Event()
+
+    def another_deliverer_fails_it(received):
+        if in_flight.is_set():
+            with psycopg.connect(database_url, autocommit=True) as other:
+                other.execute(
+                    "UPDATE endpoints SET failure_streak = 2, failing_since = now(),"
+                    " paused_until = now() + interval '5 minutes'"
+                )
+
+    with Receiver([Answer(200)], on_request=another_deliverer_fails_it).running() as receiver:
+        endpoints.create(conn, name="ops", url=receiver.url, allow_private=True)
+        with _deliverer(settings) as deliverer:
+            _judged(settings, conn)
+            assert deliverer.run_once() == 1  # healthy, and its last success just written
+            _judged(settings, conn)
+            in_flight.set()  # the next request: the failures land while it is being sent
+            assert deliverer.run_once() == 1
+    endpoint = _endpoint(conn)
+    assert (endpoint["failure_streak"], endpoint["paused_until"]) == (0, None)
 
 
 def test_a_failing_endpoint_is_paused_as_a_whole(settings, conn):

@@ -69,7 +69,7 @@ def test_an_escalated_verdict_gets_one_pending_delivery_with_its_result(config, 
 
 
 def test_delivery_ids_are_v7_uuids_of_their_time_made_by_the_worker(config, conn):
-    """The webhook-id receivers see: unique, and ordered by time like the column's default."""
+    """The webhook-id receivers see: unique, and time-based like the column's default."""
     _endpoint(conn)
     for _ in range(3):
         _event(conn, CRITICAL)
