@@ -311,17 +311,12 @@ class Deliverer:
         steps = [next_step(a.claim["attempts"], a.outcome, schedule, self._rng) for a in attempts]
         # Pipelined, as the worker's outcomes are (queue.pipelined_transaction): a few round
         # trips for the round, not one per statement; the main loop claims again after it.
+        must = self._must_write(attempts)
+        may = {a.claim["endpoint_id"] for a in attempts} - must
         with queue.pipelined_transaction(conn):
-            unwell = self._unwell_since_claimed(conn, attempts)
-            touches_endpoints = bool(self._health_to_write(attempts, unwell)) or any(
-                a.outcome.status_code == 410 for a in attempts
-            )
-            if touches_endpoints:
-                # Endpoints first, in id order, as every other lock on them is taken.
-                conn.execute(
-                    QUERIES["lock_endpoints"],
-                    {"endpoint_ids": list({a.claim["endpoint_id"] for a in attempts})},
-                )
+            # Endpoints first, in id order, as every other lock on them is taken (in the
+            # common case of a busy, healthy endpoint: none).
+            conn.execute(QUERIES["lock_endpoints"], {"must": list(must), "may": list(may)})
             rows = conn.execute(
                 QUERIES["record_attempts"],
                 {
@@ -344,19 +339,15 @@ class Deliverer:
                 for attempt, step in zip(attempts, steps, strict=True)
                 if attempt.claim["id"] in held
             ]
-            gone: list[uuid.UUID] = []
-            disabled: list[Row] = []
-            written: dict[uuid.UUID, bool] = {}
-            if touches_endpoints:
-                health = self._health_to_write([attempt for attempt, _ in recorded], unwell)
-                written = self._record_health(conn, health, schedule)
-                gone = list(
-                    {a.claim["endpoint_id"] for a, _ in recorded if a.outcome.status_code == 410}
-                )
-            if gone:
-                disabled = conn.execute(
-                    QUERIES["disable_gone_endpoints"], {"endpoint_ids": gone}
-                ).fetchall()
+            written = self._record_health(conn, [a for a, _ in recorded], schedule, must)
+            gone = list(
+                {a.claim["endpoint_id"] for a, _ in recorded if a.outcome.status_code == 410}
+            )
+            disabled = (
+                conn.execute(QUERIES["disable_gone_endpoints"], {"endpoint_ids": gone}).fetchall()
+                if gone
+                else []
+            )
         now = time.monotonic()  # committed: what was written is what the table says
         for endpoint_id, healthy in written.items():
             if healthy:
@@ -368,69 +359,50 @@ class Deliverer:
         for row in disabled:
             log.warning("endpoint %s answered 410 Gone: disabled", row["name"])
 
-    def _fresh(self) -> set[uuid.UUID]:
-        """Endpoints whose last success this process wrote less than a second ago."""
+    def _must_write(self, attempts: Sequence[Attempt]) -> set[uuid.UUID]:
+        """The endpoints whose rows this round changes for certain.
+
+        A failure (or a 410) always does. A success does on an endpoint that was
+        failing when claimed, and otherwise once a second per process: the last
+        success of a busy, healthy endpoint is kept to the second, without every
+        round of every deliverer locking and writing its row (which made the
+        deliverers take turns on it). The others are written only if they are
+        failing or paused by then (another deliverer's failures): the SQL decides.
+        """
         now = time.monotonic()
-        return {
+        fresh = {
             endpoint_id
             for endpoint_id, written in self._success_written.items()
             if now - written < SUCCESS_WRITE_SECONDS
         }
-
-    def _unwell_since_claimed(
-        self, conn: psycopg.Connection[Row], attempts: Sequence[Attempt]
-    ) -> set[uuid.UUID]:
-        """Of the endpoints a success would skip writing, those now failing or paused.
-
-        Another deliverer may have recorded failures (and a pause) after these
-        attempts were claimed: a success must clear them at once. A plain read,
-        no lock; asked only when a success would otherwise be skipped.
-        """
-        fresh = self._fresh()
-        skipped = {
+        return {
             a.claim["endpoint_id"]
             for a in attempts
-            if a.outcome.delivered and a.claim["endpoint_id"] in fresh
+            if not a.outcome.ours
+            and (
+                not a.outcome.delivered
+                or a.claim["failure_streak"] > 0
+                or a.claim["endpoint_id"] not in fresh
+            )
         }
-        if not skipped:
-            return set()
-        rows = conn.execute(QUERIES["unwell_endpoints"], {"endpoint_ids": list(skipped)})
-        return {row["id"] for row in rows.fetchall()}
-
-    def _health_to_write(
-        self, attempts: Sequence[Attempt], unwell: set[uuid.UUID]
-    ) -> list[Attempt]:
-        """The attempts that change what the endpoints table says about their endpoints.
-
-        A failure always does. A success does on an endpoint that was failing when
-        claimed or is now (``unwell``), and otherwise once a second per process: the
-        last success of a busy, healthy endpoint is kept to the second, without every
-        round of every deliverer locking and writing its row (which made the
-        deliverers take turns on it). An endpoint's attempts of a round count
-        together, as they always did.
-        """
-        fresh = self._fresh()
-        theirs = [a for a in attempts if not a.outcome.ours]
-        changed = {
-            a.claim["endpoint_id"]
-            for a in theirs
-            if not a.outcome.delivered
-            or a.claim["failure_streak"] > 0
-            or a.claim["endpoint_id"] not in fresh
-            or a.claim["endpoint_id"] in unwell
-        }
-        return [a for a in theirs if a.claim["endpoint_id"] in changed]
 
     def _record_health(
-        self, conn: psycopg.Connection[Row], attempts: Sequence[Attempt], schedule: Sequence[float]
+        self,
+        conn: psycopg.Connection[Row],
+        attempts: Sequence[Attempt],
+        schedule: Sequence[float],
+        must: set[uuid.UUID],
     ) -> dict[uuid.UUID, bool]:
         """Per endpoint: a success clears its record; failures count and may pause it.
 
-        Which endpoints were written, and whether each was left healthy.
+        The endpoints in ``must`` are written, and returned with whether each was
+        left healthy; the others only if failing or paused now (see ``_must_write``).
         """
         health: dict[uuid.UUID, list[Any]] = {}  # endpoint id: [succeeded, failures, pause]
         for attempt in attempts:
             outcome = attempt.outcome
+            if outcome.ours:
+                continue  # not the endpoint's doing
             entry = health.setdefault(attempt.claim["endpoint_id"], [False, 0, 0.0])
             if outcome.delivered:
                 entry[0] = True
@@ -448,9 +420,14 @@ class Deliverer:
                 "succeeded": [entry[0] for entry in health.values()],
                 "failures": [entry[1] for entry in health.values()],
                 "pause_seconds": [entry[2] for entry in health.values()],
+                "must": [endpoint_id in must for endpoint_id in health],
             },
         )
-        return {endpoint_id: succeeded for endpoint_id, (succeeded, _, _) in health.items()}
+        return {
+            endpoint_id: succeeded
+            for endpoint_id, (succeeded, _, _) in health.items()
+            if endpoint_id in must
+        }
 
     def _log(self, attempt: Attempt, status: str, delay: float) -> None:
         outcome = attempt.outcome

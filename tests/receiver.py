@@ -72,6 +72,9 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
+                if len(body) < length:  # the sender went away mid-request: nothing arrived
+                    self.close_connection = True
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 received = Received(self.path, headers, body, self.client_address[1])
                 answer = receiver._next(received)

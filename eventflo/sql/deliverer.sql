@@ -88,12 +88,21 @@ RETURNING delivery_id;
 -- name: lock_endpoints
 -- First in a round's transaction, in id order: the same order as every other lock taken on
 -- endpoints (outbox inserts, disables, removals), so none of them can deadlock with it.
-SELECT id FROM endpoints WHERE id = ANY (%(endpoint_ids)s::uuid[]) ORDER BY id FOR NO KEY UPDATE;
+-- The endpoints the round must write, and of those it may leave alone (successes on an
+-- endpoint healthy when claimed, whose last success this process wrote within the second)
+-- the ones failing or paused now: another deliverer's failures, which a success clears.
+SELECT id FROM endpoints
+WHERE id = ANY (%(must)s::uuid[])
+   OR (id = ANY (%(may)s::uuid[]) AND (failure_streak > 0 OR paused_until IS NOT NULL))
+ORDER BY id
+FOR NO KEY UPDATE;
 
 -- name: record_endpoint_health
 -- An endpoint's health after a round of attempts: a success clears its failure record and its
 -- pause; failures count, and pause it as a whole (never shortening a longer pause, such as a
 -- Retry-After's). A pause of 0 is no pause: failures that are not the endpoint's fault.
+-- An endpoint the round need not write (must false) is written only if it is failing or
+-- paused now, as lock_endpoints locked it.
 UPDATE endpoints AS e
 SET last_success_at = CASE WHEN h.succeeded THEN now() ELSE e.last_success_at END,
     failure_streak = CASE WHEN h.succeeded THEN 0 ELSE e.failure_streak + h.failures END,
@@ -106,8 +115,10 @@ SET last_success_at = CASE WHEN h.succeeded THEN now() ELSE e.last_success_at EN
         ELSE e.paused_until
     END
 FROM unnest(%(endpoint_ids)s::uuid[], %(succeeded)s::boolean[], %(failures)s::integer[],
-            %(pause_seconds)s::float8[]) AS h (endpoint_id, succeeded, failures, pause_seconds)
-WHERE e.id = h.endpoint_id;
+            %(pause_seconds)s::float8[], %(must)s::boolean[])
+     AS h (endpoint_id, succeeded, failures, pause_seconds, must)
+WHERE e.id = h.endpoint_id
+  AND (h.must OR e.failure_streak > 0 OR e.paused_until IS NOT NULL);
 
 -- name: disable_gone_endpoints
 -- Disable the endpoints that answered 410 Gone (by id: one removed meanwhile is no error).
@@ -141,10 +152,3 @@ SET enabled = false,
 FROM locked
 WHERE e.id = locked.id
 RETURNING e.name, e.disabled_reason;
-
--- name: unwell_endpoints
--- Of these endpoints, those failing or paused now (read before a round's outcomes, unlocked:
--- a success then clears them at once, whoever recorded the failures).
-SELECT id FROM endpoints
-WHERE id = ANY (%(endpoint_ids)s::uuid[])
-  AND (failure_streak > 0 OR paused_until IS NOT NULL);
